@@ -1,0 +1,120 @@
+// smtp/data.hpp: the DATA stream codec (RFC 5321 §4.1.1.4, §4.5.2).
+//
+// DataDecoder (server side) turns the bytes after "354" into message content:
+// it ends only at CRLF "." CRLF, removes dot-stuffing, and enforces the size and
+// line limits. It works over any chunking and hands out views, never copies a line.
+// DataEncoder (client side) does the reverse: dot-stuffing, line endings
+// normalized to CRLF, the final ".CRLF", streaming chunk by chunk.
+//
+// SMTP smuggling: a bare LF or bare CR never ends a line, so LF.LF, LF.CRLF,
+// CR.CR, CRLF.LF and friends can never end the message: they stay inside it and
+// are then rejected (default) or normalized, per DataOptions::bare_line_endings.
+//
+// Round trip: for any byte string x, decode(encode(x)) == canonical(x), where
+// canonical(x) is x with each bare CR and bare LF turned into CRLF and a CRLF added
+// at the end if x is not empty and does not end in one. For x made of CRLF-ended
+// lines (any valid SMTP content) that is x itself.
+// Thread safety: each object is a value owned by one thread.
+#ifndef SMTP_DATA_HPP
+#define SMTP_DATA_HPP
+
+#include <smtp/error.hpp>
+#include <smtp/limits.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace smtp {
+
+struct DataOptions {
+    // A bare LF or CR in the message (RFC 5321 §2.3.8 forbids them).
+    enum class BareLineEndings {
+        reject,     // default: read to the end, then 550 5.5.2
+        normalize,  // turn each into CRLF; a dot after it is kept as content
+    };
+    BareLineEndings bare_line_endings = BareLineEndings::reject;
+
+    // A line over Limits::text_line.
+    enum class LongLines {
+        reject,  // default: read to the end, then 550 5.6.0
+        accept,  // keep it as it is, as Postfix does
+    };
+    LongLines long_lines = LongLines::reject;
+};
+
+// Decoder of one message's data. Create one per DATA command.
+//
+//   while (!in.empty()) {
+//       auto r = decoder.decode(in);
+//       write(r.content);               // may be empty
+//       in.remove_prefix(r.consumed);
+//       if (r.finished) break;          // bytes after the dot are the next command
+//   }
+//   if (decoder.error() != Errc::ok) reply 5xx, discard the content written
+//
+// decode() returns one contiguous piece of content per call, so call it until it
+// has consumed everything (or finished). `content` points into the input, or into
+// static storage for a line ending held back across a chunk boundary; it is valid
+// as long as the input is. After an error is found, content stops (empty views) and
+// the input is still consumed up to the end of the message, keeping the stream in
+// sync; error() tells which limit or rule was broken (the first one met).
+class DataDecoder {
+public:
+    struct Result {
+        std::size_t consumed = 0;
+        std::string_view content;
+        bool finished = false;  // the final CRLF.CRLF was consumed
+    };
+
+    explicit DataDecoder(const Limits& limits = {}, const DataOptions& options = {}) noexcept;
+
+    Result decode(std::string_view input) noexcept;
+
+    bool finished() const noexcept { return state_ == State::done; }
+    Errc error() const noexcept { return error_; }        // ok, message_too_big, data_*
+    std::uint64_t size() const noexcept { return size_; } // content octets so far
+
+private:
+    enum class State : std::uint8_t {
+        line_start,      // at the start of a line (after CRLF, or the first line)
+        in_line,         // inside a line
+        after_cr,        // a CR was seen and held back; LF may follow
+        after_dot,       // a line began with "."; it was dropped
+        after_dot_cr,    // ".CR" seen; LF ends the message
+        done,
+    };
+    Result emit(std::size_t consumed, std::string_view content) noexcept;
+    void fail(Errc e) noexcept;
+
+    std::uint64_t max_size_;
+    std::size_t max_line_;
+    DataOptions options_;
+    State state_ = State::line_start;
+    Errc error_ = Errc::ok;
+    std::uint64_t size_ = 0;
+    std::size_t line_length_ = 0;  // octets of the current line so far, CRLF excluded
+};
+
+// Encoder of one message's data, streaming. Output is appended to the caller's
+// string, which the caller sends and clears as it likes; no call holds more than
+// the chunk it was given plus its dot-stuffing.
+class DataEncoder {
+public:
+    // Appends the encoded form of `content` (any bytes, any chunking) to `out`.
+    void encode(std::string_view content, std::string& out);
+
+    // Appends what ends the data: a CRLF if the content did not end in one, then
+    // ".CRLF". The encoder is then ready for the next message.
+    void finish(std::string& out);
+
+private:
+    bool at_line_start_ = true;
+    bool pending_cr_ = false;  // the last chunk ended in CR; LF may follow
+    bool empty_ = true;        // nothing encoded yet for this message
+};
+
+}  // namespace smtp
+
+#endif

@@ -1,0 +1,114 @@
+// smtp/reply.hpp: SMTP replies, built (server side) and parsed (client side).
+//
+// RFC 5321 §4.2: Reply-line = *( Reply-code "-" [ textstring ] CRLF )
+//                             Reply-code [ SP textstring ] CRLF
+// Reply-code is three digits, the first 2-5, the second 0-5. Every line of one
+// multi-line reply carries the same code.
+//
+// Building never fails: text is the caller's and must not contain CR or LF (each is
+// replaced by a space, so no caller can inject a reply line). Parsing is incremental
+// and bounded by Limits::reply_line and Limits::reply_lines.
+// Thread safety: a ReplyParser is a value owned by one thread; the free functions
+// are reentrant.
+#ifndef SMTP_REPLY_HPP
+#define SMTP_REPLY_HPP
+
+#include <smtp/error.hpp>
+#include <smtp/limits.hpp>
+
+#include <cstddef>
+#include <initializer_list>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace smtp {
+
+// A complete reply. `lines` holds the text of each line without code, separator,
+// or CRLF; a reply has at least one line (possibly empty text).
+struct Reply {
+    int code = 0;
+    std::vector<std::string> lines;
+
+    bool is_positive() const noexcept { return code >= 200 && code < 400; }
+    bool is_transient() const noexcept { return code >= 400 && code < 500; }
+    bool is_permanent() const noexcept { return code >= 500 && code < 600; }
+
+    // The enhanced status code at the start of the first line ("2.1.0 Ok"), if it
+    // has one whose class matches the reply code's first digit (RFC 2034 §4).
+    std::optional<EnhancedStatus> enhanced_status() const;
+
+    // The reply on the wire, CRLF-terminated lines, appended to `out`.
+    void append_to(std::string& out) const;
+    std::string to_string() const;
+};
+
+// Appends one reply line "code SP [status SP] text CRLF" to `out`.
+// `status` is omitted when not present(). Returns nothing; never fails.
+void append_reply(std::string& out, int code, EnhancedStatus status, std::string_view text);
+
+// Appends a multi-line reply: "code-[status ]line1", ..., "code [status ]lineN".
+// An empty `lines` appends one line with empty text.
+void append_reply(std::string& out, int code, EnhancedStatus status, std::span<const std::string_view> lines);
+inline void append_reply(std::string& out, int code, EnhancedStatus status,
+                         std::initializer_list<std::string_view> lines) {
+    append_reply(out, code, status, std::span<const std::string_view>(lines.begin(), lines.size()));
+}
+
+// Appends the reply for a server-side error: error_info(e)'s code, status and
+// reason, with ": detail" added when `detail` is not empty. For Errc values that
+// have no reply (reply_code 0) it appends "451 4.3.0 <reason>" as a safe default.
+void append_error_reply(std::string& out, Errc e, std::string_view detail = {});
+
+// Parses "class.subject.detail" (RFC 3463) at the start of `text`, followed by a space
+// or the end of text. Returns nullopt if it is not one.
+std::optional<EnhancedStatus> parse_enhanced_status(std::string_view text) noexcept;
+
+// Incremental parser of the replies a server sends.
+//
+// Usage: keep the received bytes in your buffer and call parse() on the unparsed
+// part. It consumes only whole lines; a partial line stays in your buffer until
+// more arrives (but a partial line already over Limits::reply_line is an error).
+//
+//   auto r = parser.parse(buf);
+//   buf.erase(0, r.consumed);
+//   if (r.status == ReplyParser::Status::complete) use(parser.reply());
+//
+// Errors are sticky: after one, every parse() returns it again with consumed 0,
+// until reset(). The parser's memory is bounded by reply_line * reply_lines.
+class ReplyParser {
+public:
+    enum class Status { need_more, complete, error };
+    struct Result {
+        Status status;
+        std::size_t consumed;  // bytes of `input` used, whole lines only
+        Errc error = Errc::ok; // set when status == error
+    };
+
+    explicit ReplyParser(const Limits& limits = {});
+
+    // Parses lines from `input` until one reply is complete, input runs out, or an
+    // error. Stops right after a complete reply, so pipelined replies come out one
+    // per call.
+    Result parse(std::string_view input);
+
+    // The last complete reply. Valid after parse() returned complete, until the next
+    // parse() or reset(). Move from it if you keep it.
+    Reply& reply() noexcept { return reply_; }
+
+    // Forgets any partial reply and a sticky error.
+    void reset() noexcept;
+
+private:
+    Limits limits_;
+    Reply reply_;
+    bool in_reply_ = false;   // a "ddd-" line has been seen
+    bool complete_ = false;   // reply_ is complete; the next line starts a new one
+    Errc error_ = Errc::ok;
+};
+
+}  // namespace smtp
+
+#endif
