@@ -38,8 +38,14 @@ namespace smtp {
 //
 // It never buffers: the caller keeps unconsumed bytes. A partial line is left
 // unconsumed (consumed 0) while it is within Limits::command_line; once it is
-// longer, everything is consumed, too_long is returned once, and the rest of that
-// line (up to and including its LF) is consumed silently by later calls.
+// longer, line_too_long is returned once, consuming the line through its LF if the
+// LF is in view and all of the input otherwise; then the rest of that line (up to
+// and including its LF) is consumed silently by later calls: need_more with
+// consumed > 0, or, when a line follows in the same input, that line's result with
+// the skipped bytes counted in `consumed` (so `text` need not start at input[0]).
+// A line is judged only once its LF is in view or the limit is passed, so the
+// results do not depend on how the input was chunked. A bare LF never ends a line
+// as a CRLF would (SMTP smuggling): it is bare_lf.
 class CommandLineReader {
 public:
     enum class Status {
@@ -49,9 +55,9 @@ public:
     };
     struct Line {
         Status status;
-        std::size_t consumed;    // bytes of the input used (the line and its CRLF)
-        std::string_view text;   // for ok: the line without CRLF (view into input)
-        Errc error = Errc::ok;   // for error: line_too_long, bare_lf, bare_cr, nul_byte
+        std::size_t consumed;   // bytes of the input used (the line and its CRLF)
+        std::string_view text;  // for ok: the line without CRLF (view into input)
+        Errc error = Errc::ok;  // for error: line_too_long, bare_lf, bare_cr, nul_byte
     };
 
     explicit CommandLineReader(const Limits& limits = {}) : max_line_(limits.command_line) {}
@@ -69,15 +75,29 @@ private:
 // ---------------------------------------------------------------- parsed values
 
 enum class Verb : std::uint8_t {
-    helo, ehlo, mail, rcpt, data, rset, noop, quit, vrfy, expn, help, bdat, starttls, auth,
-    unknown,
+    helo,
+    ehlo,
+    mail,
+    rcpt,
+    data,
+    rset,
+    noop,
+    quit,
+    vrfy,
+    expn,
+    help,
+    bdat,
+    starttls,
+    auth,
+    unknown
 };
 
 // "HELO", "EHLO", ...; "unknown" for Verb::unknown.
 std::string_view verb_name(Verb v) noexcept;
 
-// A mailbox local@domain, or the null reverse-path <> (both empty), or <Postmaster>
-// (local_part "Postmaster", domain empty, postmaster true). Views into the line.
+// A mailbox local@domain, or the null reverse-path <> (all empty), or <Postmaster>
+// (local_part and mailbox "Postmaster" as written, domain empty, postmaster true).
+// Views into the line.
 struct Path {
     std::string_view local_part;  // as written: dot-string or quoted-string with quotes
     std::string_view domain;      // domain, or address literal with its brackets
@@ -93,12 +113,12 @@ std::string unquote_local_part(std::string_view local_part);
 // One ESMTP parameter as written: keyword[=value]. Views into the line.
 struct Parameter {
     std::string_view keyword;
-    std::string_view value;   // empty when there is no "="
+    std::string_view value;  // empty when there is no "="
     bool has_value = false;
 };
 
 enum class Body : std::uint8_t { unspecified, seven_bit, eight_bit_mime };  // RFC 6152
-enum class Ret : std::uint8_t { unspecified, full, hdrs };                   // RFC 3461 §4.3
+enum class Ret : std::uint8_t { unspecified, full, hdrs };                  // RFC 3461 §4.3
 
 // NOTIFY bits (RFC 3461 §4.1). never excludes the others.
 enum NotifyFlags : std::uint8_t {
@@ -128,7 +148,9 @@ struct Command {
     Path path;
 
     // MAIL/RCPT: every parameter as written, in order. Unknown keywords never get
-    // here: they are parameter_unsupported.
+    // here: they are parameter_unsupported. Known on MAIL: SIZE, BODY, SMTPUTF8 (only
+    // with ParseOptions::smtputf8), RET, ENVID, AUTH (RFC 4954 §5, kept here only);
+    // on RCPT: NOTIFY, ORCPT.
     std::array<Parameter, max_parameters> parameters{};
     std::size_t parameter_count = 0;
 
@@ -169,7 +191,7 @@ struct ParseOptions {
 
     // Accept "MAIL FROM:a@b" without angle brackets (RFC 821 habit of a few scripts).
     // Risk: the end of the address becomes ambiguous with parameters; only the form
-    // with no parameters is accepted.
+    // with no parameters is accepted. Limits::path still counts the two brackets.
     bool missing_brackets = false;
 
     // Accept an address literal as the HELO argument (RFC 5321 §4.1.1.1 allows it
@@ -179,13 +201,21 @@ struct ParseOptions {
 
 struct ParseResult {
     Errc error = Errc::ok;
-    std::string_view detail;  // e.g. the unsupported keyword; view into the line
+    // The parameter keyword for parameter_unsupported, _duplicate and _value (and
+    // _syntax where a keyword was read); else empty. A view into the line, cut to
+    // 64 octets so that the error reply fits in a reply line.
+    std::string_view detail;
     bool ok() const noexcept { return error == Errc::ok; }
 };
 
-// Parses one command line (without CRLF). On success `out` describes it; on error
-// `out.verb` is still set when the verb was recognized, so the caller knows which
-// command failed. An unrecognized verb returns unknown_command.
+// Parses one command line (without CRLF). `out` is reset first. On success `out`
+// describes it; on error `out.verb` is still set when the verb was recognized, so
+// the caller knows which command failed, and the other fields are unspecified. An
+// unrecognized verb returns unknown_command. Never allocates.
+// Errors: unknown_command; missing_argument, unexpected_argument, syntax_error;
+// bad_domain (HELO/EHLO); bad_sender, bad_recipient, path_too_long,
+// non_ascii_address, bad_utf8 (MAIL/RCPT paths); parameter_syntax,
+// parameter_duplicate, parameter_value, parameter_unsupported (ESMTP parameters).
 ParseResult parse_command(std::string_view line, Command& out, const ParseOptions& options = {},
                           const Limits& limits = {}) noexcept;
 
