@@ -6,8 +6,11 @@
 // multi-line reply carries the same code.
 //
 // Building never fails: text is the caller's and must not contain CR or LF (each is
-// replaced by a space, so no caller can inject a reply line). Parsing is incremental
-// and bounded by Limits::reply_line and Limits::reply_lines.
+// replaced by a space, as is NUL, so no caller can inject a reply line). A code the
+// grammar does not allow is a programming error; it is sent as 451 (see
+// append_reply), never as a positive or permanent reply. Keeping a line within
+// Limits::reply_line is the caller's job: the builder does not truncate.
+// Parsing is incremental and bounded by Limits::reply_line and Limits::reply_lines.
 // Thread safety: a ReplyParser is a value owned by one thread; the free functions
 // are reentrant.
 #ifndef SMTP_REPLY_HPP
@@ -40,17 +43,30 @@ struct Reply {
     // has one whose class matches the reply code's first digit (RFC 2034 §4).
     std::optional<EnhancedStatus> enhanced_status() const;
 
-    // The reply on the wire, CRLF-terminated lines, appended to `out`.
+    // The reply on the wire, CRLF-terminated lines, appended to `out`. The lines'
+    // text is written as is (an enhanced status is part of it), through
+    // append_reply(): a line with empty text is "ddd\r\n" ("ddd-\r\n" if more
+    // follow), and an empty `lines` is one such line, so what ReplyParser parsed
+    // comes out equal when parsed again.
     void append_to(std::string& out) const;
     std::string to_string() const;
 };
 
 // Appends one reply line "code SP [status SP] text CRLF" to `out`.
 // `status` is omitted when not present(). Returns nothing; never fails.
+// With no status and empty text the line is "code CRLF" (RFC 5321 §4.2: the text
+// after SP is 1*char, so "250 " with nothing after it is not grammar).
+// A `code` outside the grammar (first digit 2-5, second 0-5: 200..559 without
+// 260..299, 360..399, ...) is a programming error and becomes 451 "local error in
+// processing" (RFC 5321 §4.2.3), with status 4.3.0 if one was given: a bug must
+// neither accept nor permanently fail anything. A `status` that is not valid (RFC
+// 3463 §2: class 2, 4 or 5, subject and detail at most 999) or whose class is not
+// the code's first digit (RFC 2034 §4) is left out.
 void append_reply(std::string& out, int code, EnhancedStatus status, std::string_view text);
 
 // Appends a multi-line reply: "code-[status ]line1", ..., "code [status ]lineN".
-// An empty `lines` appends one line with empty text.
+// The status goes on every line (RFC 2034 §4). An empty `lines` appends one line
+// with empty text. Code and status are checked as for the one-line form.
 void append_reply(std::string& out, int code, EnhancedStatus status, std::span<const std::string_view> lines);
 inline void append_reply(std::string& out, int code, EnhancedStatus status,
                          std::initializer_list<std::string_view> lines) {
@@ -62,8 +78,10 @@ inline void append_reply(std::string& out, int code, EnhancedStatus status,
 // have no reply (reply_code 0) it appends "451 4.3.0 <reason>" as a safe default.
 void append_error_reply(std::string& out, Errc e, std::string_view detail = {});
 
-// Parses "class.subject.detail" (RFC 3463) at the start of `text`, followed by a space
-// or the end of text. Returns nullopt if it is not one.
+// Parses "class.subject.detail" (RFC 3463 §2) at the start of `text`, followed by a
+// space or the end of text. Class is 2, 4 or 5; subject and detail are 1 to 3 digits
+// without leading zeros ("0" itself is fine, "01" is not). Returns nullopt if it is
+// not one.
 std::optional<EnhancedStatus> parse_enhanced_status(std::string_view text) noexcept;
 
 // Incremental parser of the replies a server sends.
@@ -78,20 +96,29 @@ std::optional<EnhancedStatus> parse_enhanced_status(std::string_view text) noexc
 //
 // Errors are sticky: after one, every parse() returns it again with consumed 0,
 // until reset(). The parser's memory is bounded by reply_line * reply_lines.
+//
+// Strict framing: every line ends in CRLF. LF without CR is reply_bare_lf (bare LF is
+// how SMTP smuggling works), a CR not followed by LF is reply_syntax, NUL is
+// reply_nul_byte. The text after the code is kept as sent, any other byte included
+// (servers send UTF-8, RFC 6531, and worse). A line over Limits::reply_line
+// including CRLF is reply_line_too_long, also while it is still partial: once the
+// caller's buffer holds reply_line bytes without LF. So after need_more the
+// unconsumed rest is always shorter than reply_line.
 class ReplyParser {
 public:
     enum class Status { need_more, complete, error };
     struct Result {
         Status status;
-        std::size_t consumed;  // bytes of `input` used, whole lines only
-        Errc error = Errc::ok; // set when status == error
+        std::size_t consumed;   // bytes of `input` used, whole lines only; for an error,
+                                // the lines before the offending one
+        Errc error = Errc::ok;  // set when status == error
     };
 
     explicit ReplyParser(const Limits& limits = {});
 
     // Parses lines from `input` until one reply is complete, input runs out, or an
     // error. Stops right after a complete reply, so pipelined replies come out one
-    // per call.
+    // per call. Throws nothing but std::bad_alloc (each line's text is stored).
     Result parse(std::string_view input);
 
     // The last complete reply. Valid after parse() returned complete, until the next
@@ -102,10 +129,13 @@ public:
     void reset() noexcept;
 
 private:
+    // Checks one line (ending in LF) and adds it to reply_; ok or the error.
+    Errc take_line(std::string_view line);
+
     Limits limits_;
     Reply reply_;
-    bool in_reply_ = false;   // a "ddd-" line has been seen
-    bool complete_ = false;   // reply_ is complete; the next line starts a new one
+    bool in_reply_ = false;  // a "ddd-" line has been seen
+    bool complete_ = false;  // reply_ is complete; the next line starts a new one
     Errc error_ = Errc::ok;
 };
 
