@@ -55,11 +55,13 @@ struct DataOptions {
 //   if (decoder.error() != Errc::ok) reply 5xx, discard the content written
 //
 // decode() returns one contiguous piece of content per call, so call it until it
-// has consumed everything (or finished). `content` points into the input, or into
-// static storage for a line ending held back across a chunk boundary; it is valid
-// as long as the input is. After an error is found, content stops (empty views) and
-// the input is still consumed up to the end of the message, keeping the stream in
-// sync; error() tells which limit or rule was broken (the first one met).
+// has consumed everything (or finished); each call consumes input or returns
+// content. `content` points into the input, or into static storage ("\r\n") for a
+// CR held back across a chunk boundary or a normalized bare CR or LF; it is valid
+// as long as the input is. After an error is found, content stops (empty views)
+// right before the octet that broke the rule, in any chunking, and the input is
+// still consumed up to the end of the message, keeping the stream in sync; error()
+// tells which limit or rule was broken (the first one met).
 class DataDecoder {
 public:
     struct Result {
@@ -73,28 +75,38 @@ public:
     Result decode(std::string_view input) noexcept;
 
     bool finished() const noexcept { return state_ == State::done; }
-    Errc error() const noexcept { return error_; }        // ok, message_too_big, data_*
-    std::uint64_t size() const noexcept { return size_; } // content octets so far
+    Errc error() const noexcept { return error_; }  // ok, message_too_big, data_*
+    // Content octets so far, after unstuffing; still counted after an error, so a
+    // refused message's real size can be logged.
+    std::uint64_t size() const noexcept { return size_; }
 
 private:
     enum class State : std::uint8_t {
-        line_start,      // at the start of a line (after CRLF, or the first line)
-        in_line,         // inside a line
-        after_cr,        // a CR was seen and held back; LF may follow
-        after_dot,       // a line began with "."; it was dropped
-        after_dot_cr,    // ".CR" seen; LF ends the message
+        line_start,    // at the start of a line (after CRLF, or the first line)
+        in_line,       // inside a line
+        after_cr,      // a CR ended the last input and was held back; LF may follow
+        after_dot,     // a line began with "."; it was dropped
+        after_dot_cr,  // ".CR" seen, the CR held back; LF ends the message
         done,
     };
-    Result emit(std::size_t consumed, std::string_view content) noexcept;
-    void fail(Errc e) noexcept;
+    Result scan(std::string_view input, std::size_t from) noexcept;
+    std::size_t add_text(std::size_t octets) noexcept;
+    std::size_t over_limit(std::size_t octets) noexcept;
+    bool end_line() noexcept;
+    void fail(Errc e) noexcept {
+        if (error_ == Errc::ok) error_ = e;
+    }
+    Result emit(std::size_t consumed, std::string_view content) const noexcept {
+        return {consumed, error_ == Errc::ok ? content : std::string_view{}, false};
+    }
 
     std::uint64_t max_size_;
-    std::size_t max_line_;
-    DataOptions options_;
+    std::size_t max_line_;  // octets of a line before its CRLF; SIZE_MAX for LongLines::accept
+    bool normalize_;        // BareLineEndings::normalize
     State state_ = State::line_start;
     Errc error_ = Errc::ok;
     std::uint64_t size_ = 0;
-    std::size_t line_length_ = 0;  // octets of the current line so far, CRLF excluded
+    std::size_t line_length_ = 0;  // octets of the current line so far as sent, CRLF excluded
 };
 
 // Encoder of one message's data, streaming. Output is appended to the caller's
@@ -111,8 +123,7 @@ public:
 
 private:
     bool at_line_start_ = true;
-    bool pending_cr_ = false;  // the last chunk ended in CR; LF may follow
-    bool empty_ = true;        // nothing encoded yet for this message
+    bool pending_cr_ = false;  // the last chunk ended in CR, not yet written; LF may follow
 };
 
 }  // namespace smtp
