@@ -5,7 +5,9 @@ PREFIX     ?= /usr/local
 FUZZ_SECONDS ?= 60
 MESON_TEST = meson test -C $(BUILD) --print-errorlogs --num-processes 2
 
-.PHONY: all test_units test_memory test_system test_style tests report install fuzz bench clean help
+CLANG_BUILD ?= build-clang
+
+.PHONY: all test_units test_memory test_system test_style test_clang tests report install fuzz bench clean help
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -27,7 +29,12 @@ test_system: all
 test_style: all
 	$(MESON_TEST) --suite style
 
-tests: test_style test_units test_memory test_system
+# The whole tree again with clang, warnings as errors (g++ builds $(BUILD)).
+test_clang:
+	[ -f $(CLANG_BUILD)/build.ninja ] || CXX=clang++ meson setup $(CLANG_BUILD) >/dev/null
+	ninja -C $(CLANG_BUILD)
+
+tests: test_style test_clang test_units test_memory test_system
 
 report:
 	@echo "make report: the PDF report arrives with the documentation issue"; exit 2
@@ -44,7 +51,7 @@ bench: all
 	$(BUILD)/bench/bench_core
 
 clean:
-	rm -rf $(BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(CLANG_BUILD)
 
 help:
 	@echo "make              build everything into $(BUILD)/"
@@ -52,6 +59,7 @@ help:
 	@echo "make test_memory  unit tests under valgrind memcheck"
 	@echo "make test_system  system tests (installed library; daemons later)"
 	@echo "make test_style   clang-format and sans-IO checks"
+	@echo "make test_clang   build everything with clang too, warnings as errors"
 	@echo "make tests        all of the above"
 	@echo "make fuzz         each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make bench        the core benchmarks"

@@ -20,7 +20,8 @@ namespace {
 void describe(const smtp::Command& c) {
     std::cout << smtp::verb_name(c.verb);
     if (!c.domain.empty()) std::cout << " domain=" << c.domain;
-    if (c.verb == smtp::Verb::mail || c.verb == smtp::Verb::rcpt) std::cout << " path=<" << c.path.mailbox << ">";
+    if (c.verb == smtp::Verb::mail || c.verb == smtp::Verb::rcpt)
+        std::cout << " path=<" << c.path.mailbox << ">";
     if (c.size) std::cout << " size=" << *c.size;
     if (c.body == smtp::Body::eight_bit_mime) std::cout << " body=8bitmime";
     if (c.smtputf8) std::cout << " smtputf8";

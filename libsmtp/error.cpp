@@ -69,7 +69,8 @@ public:
 
 const ErrorInfo& error_info(Errc e) noexcept {
     const auto i = static_cast<std::size_t>(e);
-    return i < error_table.size() ? error_table[i] : error_table[static_cast<std::size_t>(Errc::syntax_error)];
+    return i < error_table.size() ? error_table[i]
+                                  : error_table[static_cast<std::size_t>(Errc::syntax_error)];
 }
 
 const std::error_category& error_category() noexcept {

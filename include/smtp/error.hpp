@@ -33,26 +33,26 @@ enum class Errc : std::uint8_t {
     ok = 0,
 
     // Command line framing (server side).
-    line_too_long,       // 500 5.5.2 over Limits::command_line; the line is skipped
-    bare_lf,             // 500 5.5.2 LF without CR in a command line
-    bare_cr,             // 500 5.5.2 CR without LF in a command line
-    nul_byte,            // 500 5.5.2 NUL in a command line
-    bad_utf8,            // 500 5.5.2 ill-formed UTF-8 where UTF-8 is allowed
-    unknown_command,     // 500 5.5.2 verb not recognized
+    line_too_long,    // 500 5.5.2 over Limits::command_line; the line is skipped
+    bare_lf,          // 500 5.5.2 LF without CR in a command line
+    bare_cr,          // 500 5.5.2 CR without LF in a command line
+    nul_byte,         // 500 5.5.2 NUL in a command line
+    bad_utf8,         // 500 5.5.2 ill-formed UTF-8 where UTF-8 is allowed
+    unknown_command,  // 500 5.5.2 verb not recognized
 
     // Command arguments (server side).
-    syntax_error,          // 501 5.5.4 argument grammar violated (generic)
-    missing_argument,      // 501 5.5.4 e.g. HELO with no domain
-    unexpected_argument,   // 501 5.5.4 e.g. DATA foo
-    bad_domain,            // 501 5.5.2 HELO/EHLO argument is no domain or literal
-    bad_sender,            // 501 5.1.7 MAIL FROM path syntax
-    bad_recipient,         // 501 5.1.3 RCPT TO path syntax
-    path_too_long,         // 501 5.1.0 over Limits::path, local_part or domain
-    non_ascii_address,     // 553 5.6.7 UTF-8 address without SMTPUTF8 (RFC 6531 §3.5)
-    parameter_syntax,      // 501 5.5.4 esmtp-param grammar violated
-    parameter_duplicate,   // 501 5.5.4 the same keyword twice
-    parameter_value,       // 501 5.5.4 known keyword, bad value
-    parameter_unsupported, // 555 5.5.4 keyword unknown (RFC 5321 §4.1.1.11)
+    syntax_error,           // 501 5.5.4 argument grammar violated (generic)
+    missing_argument,       // 501 5.5.4 e.g. HELO with no domain
+    unexpected_argument,    // 501 5.5.4 e.g. DATA foo
+    bad_domain,             // 501 5.5.2 HELO/EHLO argument is no domain or literal
+    bad_sender,             // 501 5.1.7 MAIL FROM path syntax
+    bad_recipient,          // 501 5.1.3 RCPT TO path syntax
+    path_too_long,          // 501 5.1.0 over Limits::path, local_part or domain
+    non_ascii_address,      // 553 5.6.7 UTF-8 address without SMTPUTF8 (RFC 6531 §3.5)
+    parameter_syntax,       // 501 5.5.4 esmtp-param grammar violated
+    parameter_duplicate,    // 501 5.5.4 the same keyword twice
+    parameter_value,        // 501 5.5.4 known keyword, bad value
+    parameter_unsupported,  // 555 5.5.4 keyword unknown (RFC 5321 §4.1.1.11)
 
     // Message data (server side, answered after the final dot).
     message_too_big,     // 552 5.3.4 over Limits::message_size
@@ -61,12 +61,12 @@ enum class Errc : std::uint8_t {
     data_bare_cr,        // 550 5.5.2 bare CR in message data, when rejecting
 
     // Replies (client side): the server broke the reply grammar. No reply to send.
-    reply_syntax,        // not "ddd", "ddd-" or "ddd " at the start of a line
-    reply_code_mismatch, // lines of one multi-line reply with different codes
-    reply_line_too_long, // over Limits::reply_line
-    reply_too_many_lines,// over Limits::reply_lines
-    reply_bare_lf,       // LF without CR
-    reply_nul_byte,      // NUL in a reply line
+    reply_syntax,          // not "ddd", "ddd-" or "ddd " at the start of a line
+    reply_code_mismatch,   // lines of one multi-line reply with different codes
+    reply_line_too_long,   // over Limits::reply_line
+    reply_too_many_lines,  // over Limits::reply_lines
+    reply_bare_lf,         // LF without CR
+    reply_nul_byte,        // NUL in a reply line
 };
 
 // What is known about one error code. `reply_code` is 0 where the error is not the

@@ -19,16 +19,16 @@ pcdir=$(dirname "$(find "$root" -name libsmtp.pc | head -n 1)")
 # The .pc file names the final prefix; point it at the staging root instead.
 export PKG_CONFIG_PATH="$pcdir"
 export PKG_CONFIG_SYSROOT_DIR="$work/root"
-libdir=$(pkg-config --variable=libdir libsmtp)
+libdir=$(pkg-config --variable=libdir libsmtp)  # already under the sysroot
 
 c++ -std=c++20 -o "$work/shared" "$source/examples/check_commands.cpp" $(pkg-config --cflags --libs libsmtp)
 c++ -std=c++20 -o "$work/static" "$source/examples/check_commands.cpp" $(pkg-config --cflags libsmtp) \
-    "$PKG_CONFIG_SYSROOT_DIR$libdir/libsmtp.a" $(pkg-config --libs fmt)
+    "$libdir/libsmtp.a" $(pkg-config --libs fmt)
 
 input=$'EHLO client.example\r\nMAIL FROM:<a@example.org> SIZE=100\r\nRCPT TO:<b@example.net> FOO=1\r\n'
 expected=$'EHLO domain=client.example\nMAIL path=<a@example.org> size=100\n555 5.5.4 Unsupported parameter: FOO'
 for kind in shared static; do
-    got=$(printf '%s' "$input" | LD_LIBRARY_PATH="$PKG_CONFIG_SYSROOT_DIR$libdir" "$work/$kind")
+    got=$(printf '%s' "$input" | LD_LIBRARY_PATH="$libdir" "$work/$kind")
     if [ "$got" != "$expected" ]; then
         printf 'FAIL (%s): got\n%s\nexpected\n%s\n' "$kind" "$got" "$expected"
         exit 1
