@@ -45,6 +45,15 @@ constexpr std::array error_table{
     ErrorInfo{"data_line_too_long", "Message line too long", 550, s(5, 6, 0)},
     ErrorInfo{"data_bare_lf", "Bare LF in message data", 550, s(5, 5, 2)},
     ErrorInfo{"data_bare_cr", "Bare CR in message data", 550, s(5, 5, 2)},
+    // Session. RFC 5321 §4.2.2 / §4.2.4 for the codes; RFC 3463 for the detail.
+    ErrorInfo{"pregreet", "Protocol error: client spoke before the greeting", 554, s(5, 5, 0)},
+    ErrorInfo{"bad_sequence", "Bad sequence of commands", 503, s(5, 5, 1)},
+    ErrorInfo{"not_implemented", "Command not implemented", 502, s(5, 5, 1)},
+    ErrorInfo{"no_valid_recipients", "No valid recipients", 554, s(5, 5, 1)},
+    ErrorInfo{"too_many_recipients", "Too many recipients", 452, s(4, 5, 3)},
+    ErrorInfo{"too_many_errors", "Too many errors, closing connection", 421, s(4, 7, 0)},
+    ErrorInfo{"timed_out", "Timeout, closing connection", 421, s(4, 4, 2)},
+    ErrorInfo{"shutting_down", "Service shutting down, closing connection", 421, s(4, 3, 2)},
     // Replies a server sent: nothing to answer.
     ErrorInfo{"reply_syntax", "Malformed reply line", 0, {}},
     ErrorInfo{"reply_code_mismatch", "Reply code changed within a multi-line reply", 0, {}},

@@ -60,6 +60,16 @@ enum class Errc : std::uint8_t {
     data_bare_lf,        // 550 5.5.2 bare LF in message data, when rejecting
     data_bare_cr,        // 550 5.5.2 bare CR in message data, when rejecting
 
+    // Session (server side): sequence and policy.
+    pregreet,             // 554 5.5.0 the client spoke before the greeting
+    bad_sequence,         // 503 5.5.1 command out of order (RFC 5321 §4.1.4)
+    not_implemented,      // 502 5.5.1 known command this server does not do
+    no_valid_recipients,  // 554 5.5.1 DATA with no accepted recipient (RFC 2920 §3.1)
+    too_many_recipients,  // 452 4.5.3 over ServerConfig::max_recipients
+    too_many_errors,      // 421 4.7.0 over ServerConfig::max_errors; closes
+    timed_out,            // 421 4.4.2 the peer was silent too long; closes
+    shutting_down,        // 421 4.3.2 the server is stopping; closes
+
     // Replies (client side): the server broke the reply grammar. No reply to send.
     reply_syntax,          // not "ddd", "ddd-" or "ddd " at the start of a line
     reply_code_mismatch,   // lines of one multi-line reply with different codes

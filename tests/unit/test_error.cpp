@@ -19,7 +19,7 @@ TEST_SUITE("error") {
     }
 
     TEST_CASE("server errors carry a 4xx or 5xx code whose class matches the enhanced status") {
-        for (int i = 1; i <= static_cast<int>(smtp::Errc::data_bare_cr); ++i) {
+        for (int i = 1; i <= static_cast<int>(smtp::Errc::shutting_down); ++i) {
             const auto& info = smtp::error_info(static_cast<smtp::Errc>(i));
             CAPTURE(info.name);
             CHECK(info.reply_code >= 400);
@@ -48,5 +48,8 @@ TEST_SUITE("error") {
         CHECK(smtp::error_info(smtp::Errc::message_too_big).status == smtp::EnhancedStatus{5, 3, 4});
         CHECK(smtp::error_info(smtp::Errc::bad_recipient).status == smtp::EnhancedStatus{5, 1, 3});
         CHECK(smtp::error_info(smtp::Errc::bad_sender).status == smtp::EnhancedStatus{5, 1, 7});
+        CHECK(smtp::error_info(smtp::Errc::bad_sequence).reply_code == 503);
+        CHECK(smtp::error_info(smtp::Errc::too_many_recipients).status == smtp::EnhancedStatus{4, 5, 3});
+        CHECK(smtp::error_info(smtp::Errc::timed_out).status == smtp::EnhancedStatus{4, 4, 2});
     }
 }
