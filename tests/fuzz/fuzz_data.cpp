@@ -12,6 +12,8 @@
 // bits 6-7 how the input is chunked.
 #include <smtp/data.hpp>
 
+#include "../unit/canonical.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +22,8 @@
 #include <string_view>
 
 namespace {
+
+using smtp::test::canonical;
 
 struct Decoded {
     std::string content;
@@ -79,22 +83,6 @@ Decoded decode(std::string_view data, unsigned mode, bool whole, const smtp::Lim
     d.size = decoder.size();
     if (d.error == smtp::Errc::ok) require(d.size == d.content.size());
     return d;
-}
-
-// RFC 5321 §2.3.8 by the header's definition, one byte at a time: each bare CR and
-// bare LF becomes CRLF; a non-empty x gets a final CRLF if it lacks one.
-std::string canonical(std::string_view x) {
-    std::string out;
-    for (std::size_t i = 0; i < x.size(); ++i) {
-        const char c = x[i];
-        if (c == '\r' && i + 1 < x.size() && x[i + 1] == '\n') ++i;
-        if (c == '\r' || c == '\n')
-            out += "\r\n";
-        else
-            out += c;
-    }
-    if (!out.empty() && (out.size() < 2 || out.substr(out.size() - 2) != "\r\n")) out += "\r\n";
-    return out;
 }
 
 void check_decoder(std::string_view data, unsigned options_byte) {

@@ -3,6 +3,7 @@
 // chunkings on both sides.
 #include <smtp/data.hpp>
 
+#include "canonical.hpp"
 #include "chunking.hpp"
 
 #include <doctest/doctest.h>
@@ -17,6 +18,8 @@
 
 namespace {
 
+using smtp::test::canonical;
+
 using smtp::DataDecoder;
 using smtp::DataEncoder;
 using smtp::DataOptions;
@@ -24,24 +27,6 @@ using smtp::Errc;
 using smtp::Limits;
 using namespace std::string_literals;
 using namespace std::string_view_literals;
-
-// The header's definition, written out byte by byte: each bare CR and bare LF
-// becomes CRLF, and a CRLF ends a non-empty x that lacks one.
-std::string canonical(std::string_view x) {
-    std::string out;
-    for (std::size_t i = 0; i < x.size(); ++i) {
-        if (x[i] == '\r' && i + 1 < x.size() && x[i + 1] == '\n') {
-            out += "\r\n";
-            ++i;
-        } else if (x[i] == '\r' || x[i] == '\n') {
-            out += "\r\n";
-        } else {
-            out += x[i];
-        }
-    }
-    if (!out.empty() && !out.ends_with("\r\n")) out += "\r\n";
-    return out;
-}
 
 std::string encode(const std::vector<std::string_view>& pieces) {
     DataEncoder encoder;

@@ -1,0 +1,202 @@
+// smtp/client_session.hpp: one SMTP client connection, without any I/O.
+//
+// The program queues messages; the session greets, says EHLO (HELO if EHLO is
+// refused with 5xx), learns the server's extensions and sends each message: MAIL,
+// RCPTs, DATA, the body through the DataEncoder, the final dot, RSET after a
+// failed transaction, QUIT at the end. With PIPELINING offered, MAIL, the RCPTs and
+// DATA go out as one group (RFC 2920) and each reply is matched to its command;
+// if no RCPT was accepted but DATA still got 354, an empty message (a lone ".")
+// ends it (RFC 2920 §3.1). One transaction at a time: the next MAIL goes out once
+// every reply of the last one is in.
+//
+//   smtp::ClientSession c{config};
+//   smtp::OutgoingMessage m;
+//   m.sender = "a@example.org";
+//   m.recipients = {"b@example.net"};
+//   auto id = c.submit(std::move(m));
+//   c.quit();                                    // QUIT once every message is done
+//   loop: c.feed(received); send(c.pending_output()); c.consume_output(n);
+//         while (auto ev = c.next_event()) {
+//             need_body:        c.write_body(chunk)... c.end_body();
+//             recipient_result: record ev->outcome and ev->reply for that recipient
+//         }
+//
+// Every recipient of every submitted message gets exactly one recipient_result,
+// then its message one message_result, whatever happens to the connection: a
+// connection-level failure (greeting refused, protocol error, timeout, peer closed)
+// is reported once as `failed` and then finishes every unfinished recipient, so a
+// queue runner can decide retry or bounce per recipient.
+// Order: a reply answers the oldest command the program has written (taken with
+// consume_output()); a reply to a command not yet written, or with none awaiting
+// one, is a protocol error (a 421 is always closed_by_server, RFC 5321 §3.8). So
+// consume what you send before you feed what comes back.
+// Memory: server replies are parsed within Limits (reply_line, reply_lines); a
+// hostile server cannot make the session hold more: after feed() at most one
+// partial reply line is kept. The output grows by the commands of one transaction
+// and by what the program writes with write_body(); write while pending_output()
+// is small. The events queue holds at most one result per submitted recipient.
+// Thread safety: a session is a value used by one thread at a time.
+#ifndef SMTP_CLIENT_SESSION_HPP
+#define SMTP_CLIENT_SESSION_HPP
+
+#include <smtp/command.hpp>
+#include <smtp/error.hpp>
+#include <smtp/limits.hpp>
+#include <smtp/reply.hpp>
+#include <smtp/server_session.hpp>  // Usage
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace smtp {
+
+struct ClientConfig {
+    // Our name in EHLO/HELO: a domain or an address literal (RFC 5321 §4.1.1.1).
+    // Anything else is replaced by "localhost", so no command can be injected.
+    std::string helo_name = "localhost";
+    Limits limits;
+    bool use_pipelining = true;  // pipeline when the server offers it
+
+    // RFC 5321 §4.5.3.2: how long to wait for each reply.
+    std::uint32_t greeting_timeout_ms = 300'000;    // §4.5.3.2.1: 5 minutes
+    std::uint32_t command_timeout_ms = 300'000;     // §4.5.3.2.2-3: MAIL, RCPT, others
+    std::uint32_t data_timeout_ms = 120'000;        // §4.5.3.2.4: DATA initiation
+    std::uint32_t data_block_timeout_ms = 180'000;  // §4.5.3.2.5: while sending data
+    std::uint32_t data_end_timeout_ms = 600'000;    // §4.5.3.2.6: reply to the final dot
+};
+
+// What the server offered in its EHLO reply (all false after HELO).
+struct ServerCapabilities {
+    bool esmtp = false;
+    bool pipelining = false;
+    bool eight_bit_mime = false;
+    bool smtputf8 = false;
+    bool enhanced_status_codes = false;
+    bool dsn = false;
+    bool starttls = false;
+    bool chunking = false;
+    std::optional<std::uint64_t> size;  // SIZE n; nullopt: not offered; 0: no limit
+};
+
+struct OutgoingMessage {
+    std::string sender;                   // without brackets; empty: the null path <>
+    std::vector<std::string> recipients;  // without brackets
+    bool eight_bit = false;               // the body needs 8BITMIME (BODY=8BITMIME)
+    bool smtputf8 = false;                // an address or header needs SMTPUTF8
+    std::optional<std::uint64_t> size;    // declared with SIZE= when offered
+};
+
+enum class Outcome : std::uint8_t {
+    delivered,  // 250 to the final dot
+    temporary,  // 4xx, or a connection failure: try again later
+    permanent,  // 5xx, or refused locally: bounce
+};
+
+enum class ConnectionFailure : std::uint8_t {
+    none,
+    greeting_refused,  // the greeting was not 220 (e.g. 554, 421), or EHLO and HELO
+                       // were refused (or EHLO got 4xx); QUIT is sent unless 421
+    protocol_error,    // the server broke the reply grammar or the sequence
+    timeout,           // the program called timeout()
+    peer_closed,       // the program called peer_closed() before QUIT was answered
+    closed_by_server,  // 421 to a command: the server is closing the connection
+};
+
+struct ClientEvent {
+    enum class Kind : std::uint8_t {
+        ready,             // greeting and EHLO/HELO done; capabilities() is known
+        need_body,         // 354 came for `message`: write_body() ... end_body()
+        recipient_result,  // `message`, `recipient`: `outcome`, `reply`
+        message_result,    // `message` is finished: delivered to `delivered` recipients
+        failed,            // connection-level `failure`; `reply` the server's (greeting_refused,
+                           // closed_by_server) or one the session made (`local`); unsent
+                           // output is dropped
+        closed,            // the conversation is over (QUIT answered: `reply` is that
+                           // answer; or after failed)
+    };
+    Kind kind;
+    std::uint64_t message = 0;  // the id submit() returned
+    std::size_t recipient = 0;  // index into that message's recipients
+    std::size_t delivered = 0;  // message_result: recipients delivered
+    // recipient_result: that recipient's. message_result: delivered if every
+    // recipient was, else temporary if any was, else permanent.
+    Outcome outcome = Outcome::delivered;
+    ConnectionFailure failure = ConnectionFailure::none;
+    // The server's full reply, or for a local refusal or failure a reply made by the
+    // session saying why (`local` true). message_result: the reply that decided its
+    // last recipient (the final dot's, MAIL's, DATA's, a failure's). Valid until the
+    // next next_event() call.
+    const Reply* reply = nullptr;
+    bool local = false;
+};
+
+class ClientSession {
+public:
+    explicit ClientSession(ClientConfig config);
+    ~ClientSession();
+    ClientSession(ClientSession&&) noexcept;
+    ClientSession& operator=(ClientSession&&) noexcept;
+
+    // --- the program's side ----------------------------------------------------
+    // Queues a message; returns its id (1, 2, ...). A message the server cannot take
+    // as it is (8BITMIME or SMTPUTF8 needed but not offered, SIZE over the server's
+    // limit) or whose addresses contain CR, LF or NUL or are no valid paths fails
+    // permanently, locally, with a clear reason: nothing is sent for it.
+    // Addresses are checked with parse_command() (smtputf8 as the message says) and
+    // must be a plain mailbox (no source route, RFC 5321 §4.1.1.3) whose command
+    // line fits Limits::command_line with every parameter added; a bad sender
+    // fails the whole message, a bad recipient only itself. A message with no
+    // recipients fails permanently (554 5.5.1). Results for addresses come at once;
+    // the capability checks when the message's turn comes. After quit() or once
+    // closed, a message is not sent: its recipients fail temporarily (451 4.3.0).
+    std::uint64_t submit(OutgoingMessage message);
+    // No more messages: QUIT once every submitted message is finished.
+    void quit();
+
+    // After need_body: the message content (any chunking), then its end. The
+    // session dot-stuffs and normalizes line endings (DataEncoder). Write while
+    // pending_output() is small to keep memory bounded. Both return
+    // Usage::no_verdict_pending when no body is asked for (before need_body, after
+    // end_body), Usage::closed once the session is closed; they change nothing then.
+    Usage write_body(std::string_view chunk);
+    Usage end_body();
+
+    // --- input from the network and the clock -----------------------------------
+    // Takes all of `bytes` (replies are parsed as they complete; ignored once closed).
+    void feed(std::string_view bytes);
+    // The server closed the connection (EOF), or timeout_ms() expired: `failed`.
+    // Unsent output is dropped. Nothing happens once closed.
+    void peer_closed();
+    void timeout();
+    // The wait that applies now (RFC 5321 §4.5.3.2), by what is awaited: the
+    // greeting, the oldest outstanding command's reply (DATA, the final dot, or
+    // another), or data_block_timeout_ms while the program writes the body;
+    // 0 when nothing is awaited.
+    std::uint32_t timeout_ms() const noexcept;
+
+    std::optional<ClientEvent> next_event();
+
+    // --- output to the network ---------------------------------------------------
+    std::string_view pending_output() const noexcept;  // valid until the next non-const call
+    void consume_output(std::size_t n) noexcept;
+    bool want_read() const noexcept;     // not closed: replies (or a 421) may come
+    bool want_write() const noexcept;    // pending_output() is not empty
+    bool should_close() const noexcept;  // over, and all output consumed
+
+    const ServerCapabilities& capabilities() const noexcept;
+
+    // A moved-from session may only be destroyed or assigned to.
+
+private:
+    struct Impl;  // libsmtp/client_session.cpp
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace smtp
+
+#endif

@@ -1,0 +1,310 @@
+// libFuzzer target for ServerSession: any client bytes, any verdicts, any timing.
+//
+// Invariant (each violation calls abort(), which libFuzzer reports as a crash):
+// - No crash, no exception, no hang: every loop is bounded, and a session that
+//   takes no input while nothing else can proceed is a stall.
+// - Only valid replies out: the whole output parses with smtp::ReplyParser
+//   (default limits: lines of at most 512 octets) completely and without error,
+//   every code is one this server or the verdict script can send, the first reply
+//   is the greeting (220) or the connection's rejection, and a closed session's
+//   last reply is 221, 421 or 554.
+// - Bounded memory: pending output never exceeds output_buffer, input_room() never
+//   exceeds input_buffer.
+// - After should_close() nothing more is output, whatever the program calls.
+// - Events are well formed (a hello has a name, a chunk has data, a protocol_error
+//   says the reply it sent), and verdicts are asked for one at a time.
+// - The output does not depend on how the input is chunked, how slowly output is
+//   drained, or whether verdicts are given at once or after more input arrived:
+//   the input fed whole with immediate verdicts and fed in pieces with deferred
+//   verdicts and slow draining give the same bytes. A third run adds a timeout()
+//   or shutdown() in the middle and checks only the invariants above.
+//
+// Input: byte 0 picks options: bit 0 small limits, bit 1 other extensions, bit 2
+// lenient data (normalize bare line endings, accept long lines), bit 3 small
+// buffers and slow draining, bit 4 pregreet (the first piece goes in before the
+// greeting), bit 5 lenient commands, bits 6-7 the chunking. Byte 1 is the verdict
+// script (2 bits per verdict: accept, accept with text, reject 5xx, reject 4xx);
+// byte 2 where the third run interrupts (bits 0-5: after which piece; bit 6:
+// timeout or shutdown). The rest is the client's byte stream.
+#include <smtp/reply.hpp>
+#include <smtp/server_session.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace {
+
+void check(bool ok) {
+    if (!ok) std::abort();
+}
+
+struct Setup {
+    smtp::ServerConfig config;
+    std::size_t drain = 0;  // octets of output sent per round in the chunked runs; 0: all
+    bool pregreet = false;
+    unsigned chunking = 0;
+    std::uint8_t script = 0;
+    std::uint8_t interrupt = 0;
+};
+
+Setup setup_from(const std::uint8_t* data) {
+    Setup s;
+    const std::uint8_t o = data[0];
+    smtp::ServerConfig& c = s.config;
+    c.hostname = "mx.example";
+    if (o & 1) {
+        c.max_recipients = 2;
+        c.max_errors = 4;
+        c.limits.message_size = 200;
+        c.limits.text_line = 80;
+    }
+    if (o & 2) {
+        c.extensions.dsn = true;
+        c.extensions.enhanced_status_codes = false;
+        c.extensions.smtputf8 = false;
+        c.extensions.eight_bit_mime = false;
+    }
+    if (o & 4) {
+        c.data.bare_line_endings = smtp::DataOptions::BareLineEndings::normalize;
+        c.data.long_lines = smtp::DataOptions::LongLines::accept;
+    }
+    if (o & 8) {
+        c.input_buffer = 1;   // raised to two command lines
+        c.output_buffer = 1;  // raised to what one step may write
+        s.drain = 7;
+    }
+    s.pregreet = o & 16;
+    if (o & 32) {
+        c.leniency.space_after_colon = true;
+        c.leniency.missing_brackets = true;
+        c.leniency.helo_address_literal = true;
+    }
+    s.chunking = o >> 6;
+    s.script = data[1];
+    s.interrupt = data[2];
+    return s;
+}
+
+// The session raises buffers that are too small; these are the sizes it promises.
+std::size_t output_capacity(const smtp::ServerConfig& c) {
+    return std::max<std::size_t>(c.output_buffer, 8 * std::max<std::size_t>(c.limits.reply_line, 64));
+}
+std::size_t input_capacity(const smtp::ServerConfig& c) {
+    return std::max(c.input_buffer, 2 * c.limits.command_line);
+}
+
+std::size_t chunk_length(unsigned mode, std::string_view input, std::size_t at) {
+    switch (mode) {
+        case 0:
+            return 1;
+        case 1:
+            return 1 + static_cast<unsigned char>(input[at]) % 16;
+        case 2:
+            return 13;
+        default:
+            return 200;
+    }
+}
+
+// The verdict for the i-th event that needs one. The connection itself is
+// refused only rarely, or little would be explored.
+smtp::Usage give_verdict(smtp::ServerSession& s, const smtp::ServerEvent& e, std::size_t i,
+                         std::uint8_t script) {
+    static const std::string long_text(700, 'z');
+    if (e.kind == smtp::ServerEvent::Kind::connect) {
+        if ((script & 0x0F) != 0x0F) return s.accept();
+        return script & 0x10 ? s.reject(554, {5, 7, 1}, "No service") : s.reject(421, {4, 3, 2}, "Later");
+    }
+    const unsigned d = (script >> ((i % 4) * 2)) & 3;
+    const std::size_t variant = (i / 4 + script) % 3;
+    switch (d) {
+        case 0:
+            return s.accept();
+        case 1:
+            return s.accept(variant == 0 ? std::string_view("queued as 4F2A1") : std::string_view(long_text));
+        case 2:
+            return variant == 0   ? s.reject(550, {5, 1, 1}, "No such user")
+                   : variant == 1 ? s.reject(554, {5, 7, 1}, long_text)
+                                  : s.reject(553, {4, 1, 1}, "mismatched class\r\n250 injected");
+        default:
+            return variant == 0 ? s.reject(421, {4, 3, 0}, "Busy") : s.reject(451, {4, 3, 0}, "Try again");
+    }
+}
+
+bool allowed_code(int code) {
+    switch (code) {
+        case 220:
+        case 221:
+        case 250:
+        case 252:
+        case 354:
+        case 421:
+        case 451:
+        case 452:
+        case 500:
+        case 501:
+        case 502:
+        case 503:
+        case 550:
+        case 552:
+        case 553:
+        case 554:
+        case 555:
+            return true;
+        default:
+            return false;
+    }
+}
+
+void check_event(const smtp::ServerEvent& e) {
+    using K = smtp::ServerEvent::Kind;
+    switch (e.kind) {
+        case K::hello:
+            check(e.needs_verdict && !e.name.empty() && e.command != nullptr && e.command->domain == e.name);
+            break;
+        case K::mail_from:
+        case K::rcpt_to:
+            check(e.needs_verdict && e.command != nullptr);
+            break;
+        case K::data_chunk:
+            check(!e.needs_verdict && !e.data.empty());
+            break;
+        case K::message_end:
+            check(e.needs_verdict == (e.error == smtp::Errc::ok));
+            break;
+        case K::protocol_error:
+            check(!e.needs_verdict && e.error != smtp::Errc::ok &&
+                  e.reply_code == smtp::error_info(e.error).reply_code);
+            break;
+        case K::closing:
+            check(!e.needs_verdict && e.reply_code >= 400 && e.reply_code < 600);
+            break;
+        case K::connect:
+            check(e.needs_verdict);
+            break;
+        default:
+            check(!e.needs_verdict);
+            break;
+    }
+}
+
+// Every byte sent is a complete, well-formed reply.
+void check_output(const std::string& out, bool closed) {
+    smtp::ReplyParser parser;
+    std::string_view rest = out;
+    int first = 0, last = 0;
+    while (!rest.empty()) {
+        const auto r = parser.parse(rest);
+        check(r.status == smtp::ReplyParser::Status::complete);
+        check(r.consumed > 0 && r.consumed <= rest.size());
+        rest.remove_prefix(r.consumed);
+        const smtp::Reply& reply = parser.reply();
+        check(allowed_code(reply.code));
+        if (first == 0) first = reply.code;
+        last = reply.code;
+        if (const auto status = reply.enhanced_status()) check(status->klass == reply.code / 100);
+    }
+    check(first == 220 || first == 554 || first == 421 || out.empty());
+    if (closed) check(last == 221 || last == 421 || last == 554);
+}
+
+// Runs one conversation; returns what the server sent.
+std::string converse(const Setup& setup, std::string_view input, bool chunked, bool interrupt) {
+    smtp::ServerSession s(setup.config);
+    const std::size_t out_cap = output_capacity(setup.config);
+    const std::size_t in_cap = input_capacity(setup.config);
+    const std::size_t drain = chunked ? setup.drain : 0;
+    std::string output;
+    std::size_t fed = 0, pieces = 0, verdicts = 0;
+    std::optional<smtp::ServerEvent> held;
+    bool closed = false;
+
+    const auto feed_piece = [&] {
+        const std::size_t length = chunked ? chunk_length(setup.chunking, input, fed) : input.size() - fed;
+        const std::size_t n = s.feed(input.substr(fed, length));
+        check(n <= length);
+        fed += n;
+        ++pieces;
+        if (interrupt && pieces == (setup.interrupt & 63u)) setup.interrupt & 64 ? s.timeout() : s.shutdown();
+        return n > 0;
+    };
+    if (setup.pregreet && !input.empty()) feed_piece();
+
+    const std::size_t bound = 64 * input.size() + 10'000;
+    for (std::size_t round = 0;; ++round) {
+        check(round < bound);  // no hang
+        bool progress = false;
+        while (!held) {
+            const std::optional<smtp::ServerEvent> e = s.next_event();
+            if (!e) break;
+            progress = true;
+            check_event(*e);
+            if (!e->needs_verdict) continue;
+            // Deferred in the chunked run: every other verdict waits for more input.
+            check(!s.next_event());  // one verdict at a time: nothing goes on meanwhile
+            if (chunked && verdicts % 2 == 1)
+                held = e;
+            else
+                check(give_verdict(s, *e, verdicts, setup.script) == smtp::Usage::ok);
+            ++verdicts;
+        }
+
+        const std::string_view out = s.pending_output();
+        check(out.size() <= out_cap);
+        check(s.input_room() <= in_cap);
+        if (!out.empty()) {
+            check(!closed);  // nothing after should_close()
+            const std::size_t n = drain == 0 ? out.size() : std::min(drain, out.size());
+            output.append(out.substr(0, n));
+            s.consume_output(n);
+            progress = true;
+        }
+        if (s.should_close()) closed = true;
+
+        // A client speaks once it has read the greeting (its first line), unless this
+        // is the pregreet case.
+        const bool greeted = output.find('\n') != std::string::npos;
+        if (fed < input.size() && !closed && greeted) progress |= feed_piece();
+        if (held) {  // given after more input was fed; moot if an interrupt closed the session
+            const smtp::Usage u = give_verdict(s, *held, verdicts - 1, setup.script);
+            check(u == smtp::Usage::ok || (interrupt && u == smtp::Usage::closed));
+            held.reset();
+            progress = true;
+        }
+        if (!progress) break;
+    }
+    // Nothing left undone: all input taken (or the session closed) and no verdict
+    // pending; a session that stops taking input without closing has stalled.
+    check(fed == input.size() || closed || s.should_close());
+
+    if (s.should_close()) {
+        s.timeout();
+        s.shutdown();
+        check(s.feed("NOOP\r\n") == 6);
+        while (s.next_event()) {
+        }
+        check(s.pending_output().empty());
+        check(s.accept() == smtp::Usage::closed);
+    }
+    check_output(output, s.should_close());
+    return output;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size < 3) return 0;
+    const Setup setup = setup_from(data);
+    const std::string_view input(reinterpret_cast<const char*>(data + 3), size - 3);
+
+    const std::string whole = converse(setup, input, false, false);
+    const std::string chunked = converse(setup, input, true, false);
+    check(whole == chunked);
+    (void)converse(setup, input, true, true);
+    return 0;
+}
