@@ -49,6 +49,7 @@ fuzz:
 
 bench: all
 	$(BUILD)/bench/bench_core
+	$(BUILD)/bench/bench_session
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) $(CLANG_BUILD)
