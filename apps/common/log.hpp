@@ -1,4 +1,5 @@
-// apps/common/log.hpp: the log process of smtpd and smtpc, and the senders' Logger.
+// apps/common/log.hpp: the log process of smtpd and smtpc (log_process.cpp), and the
+// senders' Logger (logger.cpp). The record between them is in log_record.hpp.
 //
 // One log process per daemon writes every log line. The master (smtpd) or main thread
 // (smtpc) calls start_log_process() first, before it forks workers, opens sockets or
@@ -29,12 +30,12 @@
 //   replaced by restart_log_process() on the same queue: workers keep their Logger and
 //   records queued meanwhile are written by the new process.
 //
-// The forked log process runs only code of log.cpp: it resets every signal handler,
-// closes its copy of the sending descriptor, and leaves through _exit() after freeing
-// what it allocated, so no destructor or atexit handler of the parent runs twice. It
-// uses malloc (fork-safe in glibc) and no stdio; still, start it before any thread.
-// It asks for SIGTERM when the thread that forked it ends (PR_SET_PDEATHSIG), so call
-// start and restart from the main thread.
+// The forked log process runs only code of log_process.cpp: it resets every signal
+// handler, closes its copy of the sending descriptor, and leaves through _exit() after
+// freeing what it allocated, so no destructor or atexit handler of the parent runs
+// twice. It uses malloc (fork-safe in glibc) and no stdio; still, start it before any
+// thread. It asks for SIGTERM when the thread that forked it ends (PR_SET_PDEATHSIG), so
+// call start and restart from the main thread.
 //
 // Thread safety: Logger::log() and its formatting variants may be called from any
 // number of threads at once (mq_send is thread-safe; the drop counter is atomic; all
@@ -65,11 +66,11 @@ std::string_view log_level_name(LogLevel level) noexcept;
 
 // A record on the queue is at most this big: the limit of LogOptions::record_bytes.
 // 8192 is Linux's default /proc/sys/fs/mqueue/msgsize_max.
-inline constexpr std::size_t kLogRecordMaxBytes = 8192;
+inline constexpr std::size_t log_record_max_bytes = 8192;
 // Below this a record has too little room for text to be worth a queue.
-inline constexpr std::size_t kLogRecordMinBytes = 256;
+inline constexpr std::size_t log_record_min_bytes = 256;
 // A Logger's name (the "program" of its lines) is cut to this many bytes.
-inline constexpr std::size_t kLogNameMaxBytes = 32;
+inline constexpr std::size_t log_name_max_bytes = 32;
 
 struct LogOptions {
     // In every line: program[pid]. A Logger may carry its own name ("smtpd/master").
@@ -89,7 +90,7 @@ struct LogOptions {
     // RLIMIT_MSGQUEUE (819200 bytes) per user; start falls back to what is allowed and
     // reports the size in use in the first line.
     long queue_records = 256;
-    long record_bytes = 1024;  // clamped to [kLogRecordMinBytes, kLogRecordMaxBytes]
+    long record_bytes = 1024;  // clamped to [log_record_min_bytes, log_record_max_bytes]
     // Empty: "/<program>.<pid>.<counter>". Set by tests to check it is gone.
     std::string queue_name;
 };
@@ -229,7 +230,7 @@ private:
     template <typename... Args>
     bool log_fmt(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
         if (level < min_level_) return true;
-        char record[kLogRecordMaxBytes];
+        char record[log_record_max_bytes];
         const auto result =
             fmt::format_to_n(record + text_offset(), max_text_bytes(), format, std::forward<Args>(args)...);
         return send(record, level, result.size);
@@ -240,8 +241,8 @@ private:
 
     mqd_t mqd_ = static_cast<mqd_t>(-1);
     LogLevel min_level_ = LogLevel::info;
-    std::size_t record_bytes_ = kLogRecordMinBytes;
-    char name_[kLogNameMaxBytes] = {};
+    std::size_t record_bytes_ = log_record_min_bytes;
+    char name_[log_name_max_bytes] = {};
     std::size_t name_bytes_ = 0;
     std::atomic<std::uint64_t> dropped_{0};
 };

@@ -1,11 +1,9 @@
-// apps/common/log.cpp: the log process and the Logger (see log.hpp).
+// apps/common/log_process.cpp: the log process (see log.hpp): its queue, the fork, the
+// child's receive-and-write loop, and start, restart and stop.
 //
-// A record on the queue is a RecordHeader, then the sender's name, then the text, all
-// raw bytes: sender and reader are the same program on the same machine, so the
-// native layout is the format. The reader trusts nothing of it but the layout: every
-// length is checked against the size mq_receive reported, and escaping happens in the
-// log process, so even a buggy sender cannot break a line.
+// The records it reads are laid out in log_record.hpp; Logger (logger.cpp) sends them.
 #include "common/log.hpp"
+#include "common/log_record.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -28,24 +26,11 @@ namespace smtp {
 
 namespace {
 
-constexpr std::uint32_t kRecordMagic = 0x534c4731;  // "SLG1": catches a stray writer
-constexpr std::uint8_t kKindLine = 0;
-constexpr std::uint8_t kKindStop = 1;
-constexpr mqd_t kNoQueue = static_cast<mqd_t>(-1);
-
-struct RecordHeader {
-    std::uint32_t magic;
-    std::uint8_t kind;
-    std::uint8_t level;
-    std::uint8_t name_bytes;
-    std::uint8_t reserved;
-    std::int32_t pid;
-    std::uint32_t text_bytes;      // in this record
-    std::uint64_t original_bytes;  // before the sender cut it
-    std::uint64_t dropped;         // records this sender dropped before this one
-    std::int64_t sec;              // the sender's CLOCK_REALTIME
-    std::int64_t nsec;
-};
+using detail::kind_stop;
+using detail::no_queue;
+using detail::now_realtime;
+using detail::record_magic;
+using detail::RecordHeader;
 
 // Written by the SIGTERM handler of the log process, read by its loop. A signal
 // handler can reach nothing but a global; only the log process installs the handler.
@@ -96,7 +81,7 @@ long read_proc_long(const char* path) noexcept {
 bool shrink_queue(mq_attr& attr) noexcept {
     const long size_max = read_proc_long("/proc/sys/fs/mqueue/msgsize_max");
     const long msg_max = read_proc_long("/proc/sys/fs/mqueue/msg_max");
-    if (size_max >= static_cast<long>(kLogRecordMinBytes) && attr.mq_msgsize > size_max) {
+    if (size_max >= static_cast<long>(log_record_min_bytes) && attr.mq_msgsize > size_max) {
         attr.mq_msgsize = size_max;
         return true;
     }
@@ -164,13 +149,6 @@ void append_timestamp(std::string& out, std::int64_t sec, std::int64_t nsec) {
                    static_cast<unsigned>(ymd.day()), hms.hours().count(), hms.minutes().count(),
                    hms.seconds().count(), nsec / 1000);
     out.push_back('Z');
-}
-
-timespec now_realtime() noexcept {
-    timespec ts{};
-    // CLOCK_REALTIME cannot fail with a valid pointer; if it did, the epoch marks it.
-    if (::clock_gettime(CLOCK_REALTIME, &ts) != 0) ts = timespec{};
-    return ts;
 }
 
 // The log process's outputs and its batch of lines. Lines collect in batch_ and are
@@ -373,9 +351,9 @@ private:
             }
             for (;;) {
                 long got = 0;
-                if (!drain(kBatch, got)) return 71;
+                if (!drain(batch_records, got)) return 71;
                 static_cast<void>(out_.flush());
-                if (got < kBatch || stop_record_) break;
+                if (got < batch_records || stop_record_) break;
             }
         }
         // Stopping: write what is queued now, not what keeps coming, so that busy
@@ -409,8 +387,8 @@ private:
     void handle(std::string_view record) {
         RecordHeader h{};
         if (record.size() >= sizeof h) std::memcpy(&h, record.data(), sizeof h);
-        if (record.size() < sizeof h || h.magic != kRecordMagic || h.kind > kKindStop ||
-            h.level > static_cast<std::uint8_t>(LogLevel::error) || h.name_bytes > kLogNameMaxBytes ||
+        if (record.size() < sizeof h || h.magic != record_magic || h.kind > kind_stop ||
+            h.level > static_cast<std::uint8_t>(LogLevel::error) || h.name_bytes > log_name_max_bytes ||
             sizeof h + h.name_bytes + std::size_t{h.text_bytes} != record.size() || h.nsec < 0 ||
             h.nsec > 999'999'999) {
             ++malformed_;
@@ -425,7 +403,7 @@ private:
                       fmt::format("{} record{} dropped before this one (queue full or no log process)",
                                   h.dropped, h.dropped == 1 ? "" : "s"));
         }
-        if (h.kind == kKindStop) {
+        if (h.kind == kind_stop) {
             stop_record_ = true;
             return;
         }
@@ -440,7 +418,7 @@ private:
         out_.line(ts.tv_sec, ts.tv_nsec, a_.options.program, ::getpid(), level, text);
     }
 
-    static constexpr long kBatch = 64;  // records per write(2)
+    static constexpr long batch_records = 64;  // records per write(2)
 
     const ChildArgs& a_;
     Writer& out_;
@@ -505,8 +483,8 @@ std::string_view log_level_name(LogLevel level) noexcept {
 
 LogProcess::LogProcess(LogProcess&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
-      sender_(std::exchange(other.sender_, kNoQueue)),
-      reader_(std::exchange(other.reader_, kNoQueue)),
+      sender_(std::exchange(other.sender_, no_queue)),
+      reader_(std::exchange(other.reader_, no_queue)),
       queue_name_(std::move(other.queue_name_)),
       size_(other.size_),
       asked_(other.asked_),
@@ -517,8 +495,8 @@ LogProcess& LogProcess::operator=(LogProcess&& other) noexcept {
     if (this != &other) {
         close_all();
         pid_ = std::exchange(other.pid_, -1);
-        sender_ = std::exchange(other.sender_, kNoQueue);
-        reader_ = std::exchange(other.reader_, kNoQueue);
+        sender_ = std::exchange(other.sender_, no_queue);
+        reader_ = std::exchange(other.reader_, no_queue);
         queue_name_ = std::move(other.queue_name_);
         size_ = other.size_;
         asked_ = other.asked_;
@@ -533,12 +511,12 @@ LogProcess::~LogProcess() { close_all(); }
 void LogProcess::close_all() noexcept {
     // mq_close fails only for a bad descriptor, which would be a bug here; there is
     // nothing to undo either way.
-    if (sender_ != kNoQueue) static_cast<void>(::mq_close(std::exchange(sender_, kNoQueue)));
-    if (reader_ != kNoQueue) static_cast<void>(::mq_close(std::exchange(reader_, kNoQueue)));
+    if (sender_ != no_queue) static_cast<void>(::mq_close(std::exchange(sender_, no_queue)));
+    if (reader_ != no_queue) static_cast<void>(::mq_close(std::exchange(reader_, no_queue)));
 }
 
 void LogProcess::after_fork_in_worker() noexcept {
-    if (reader_ != kNoQueue) static_cast<void>(::mq_close(std::exchange(reader_, kNoQueue)));
+    if (reader_ != no_queue) static_cast<void>(::mq_close(std::exchange(reader_, no_queue)));
     pid_ = -1;
 }
 
@@ -557,11 +535,11 @@ LogError LogProcessAccess::open_queue(LogProcess& p, const LogOptions& options) 
     mq_attr attr{};
     attr.mq_maxmsg = p.asked_.records;
     attr.mq_msgsize = p.asked_.bytes;
-    mqd_t reader = kNoQueue;
+    mqd_t reader = no_queue;
     for (int collisions = 0;;) {
         // The log process reads without blocking: it waits in ppoll() instead.
         reader = ::mq_open(name.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_NONBLOCK, 0600, &attr);
-        if (reader != kNoQueue) break;
+        if (reader != no_queue) break;
         const int err = errno;
         if (err == EEXIST && generated && ++collisions < 100) {
             name = make_queue_name(options.program);
@@ -575,12 +553,12 @@ LogError LogProcessAccess::open_queue(LogProcess& p, const LogOptions& options) 
     }
     const auto fail = [&](int err, std::string_view what) {
         static_cast<void>(::mq_close(reader));
-        if (p.sender_ != kNoQueue) static_cast<void>(::mq_close(std::exchange(p.sender_, kNoQueue)));
+        if (p.sender_ != no_queue) static_cast<void>(::mq_close(std::exchange(p.sender_, no_queue)));
         static_cast<void>(::mq_unlink(name.c_str()));  // ENOENT if it was unlinked already
         return sys_error(err, fmt::format("{} {}", what, name));
     };
     p.sender_ = ::mq_open(name.c_str(), O_WRONLY | O_NONBLOCK);
-    if (p.sender_ == kNoQueue) return fail(errno, "cannot open message queue");
+    if (p.sender_ == no_queue) return fail(errno, "cannot open message queue");
     // Both descriptors are held and children will inherit them: the name has served.
     if (::mq_unlink(name.c_str()) != 0) return fail(errno, "cannot unlink message queue");
     mq_attr got{};
@@ -655,8 +633,9 @@ LogStart LogProcessAccess::start(const LogOptions& options) {
         start.error = {std::make_error_code(std::errc::invalid_argument), "queue_records must be at least 1"};
         return start;
     }
-    p.asked_ = {options.queue_records, std::clamp(options.record_bytes, static_cast<long>(kLogRecordMinBytes),
-                                                  static_cast<long>(kLogRecordMaxBytes))};
+    p.asked_ = {options.queue_records,
+                std::clamp(options.record_bytes, static_cast<long>(log_record_min_bytes),
+                           static_cast<long>(log_record_max_bytes))};
     p.min_level_ = options.min_level;
     // The file first: the likeliest error, and nothing else is taken yet.
     int log_fd = -1;
@@ -673,7 +652,7 @@ LogStart LogProcessAccess::start(const LogOptions& options) {
 LogStart start_log_process(const LogOptions& options) { return LogProcessAccess::start(options); }
 
 LogError LogProcessAccess::restart(LogProcess& p, const LogOptions& options) {
-    if (p.reader_ == kNoQueue) {
+    if (p.reader_ == no_queue) {
         return {std::make_error_code(std::errc::invalid_argument), "restart: this handle has no queue"};
     }
     if (p.pid_ > 0) {
@@ -708,8 +687,8 @@ std::error_code LogProcessAccess::stop(LogProcess& p, std::chrono::milliseconds 
     // if it still does not fit by half the timeout, SIGTERM (which drains the queue
     // too, but cannot say which records came before it).
     RecordHeader h{};
-    h.magic = kRecordMagic;
-    h.kind = kKindStop;
+    h.magic = record_magic;
+    h.kind = kind_stop;
     h.pid = static_cast<std::int32_t>(::getpid());
     const timespec ts = now_realtime();
     h.sec = ts.tv_sec;
@@ -767,51 +746,6 @@ std::error_code LogProcessAccess::stop(LogProcess& p, std::chrono::milliseconds 
 
 std::error_code stop_and_wait(LogProcess& process, std::chrono::milliseconds timeout) {
     return LogProcessAccess::stop(process, timeout);
-}
-
-Logger::Logger(const LogProcess& process, std::string_view name) noexcept
-    : mqd_(process.sender()),
-      min_level_(process.min_level()),
-      record_bytes_(static_cast<std::size_t>(process.queue_size().bytes)) {
-    if (mqd_ == kNoQueue || record_bytes_ < kLogRecordMinBytes || record_bytes_ > kLogRecordMaxBytes) {
-        mqd_ = kNoQueue;
-        record_bytes_ = kLogRecordMinBytes;
-    }
-    name_bytes_ = std::min(name.size(), kLogNameMaxBytes);
-    std::memcpy(name_, name.data(), name_bytes_);
-}
-
-std::size_t Logger::text_offset() const noexcept { return sizeof(RecordHeader) + name_bytes_; }
-
-bool Logger::log(LogLevel level, std::string_view text) noexcept {
-    if (level < min_level_) return true;
-    char record[kLogRecordMaxBytes];
-    std::memcpy(record + text_offset(), text.data(), std::min(text.size(), max_text_bytes()));
-    return send(record, level, text.size());
-}
-
-bool Logger::send(char* record, LogLevel level, std::size_t text_bytes) noexcept {
-    const std::size_t kept = std::min(text_bytes, max_text_bytes());
-    const timespec ts = now_realtime();
-    RecordHeader h{};
-    h.magic = kRecordMagic;
-    h.kind = kKindLine;
-    h.level = static_cast<std::uint8_t>(level);
-    h.name_bytes = static_cast<std::uint8_t>(name_bytes_);
-    h.pid = static_cast<std::int32_t>(::getpid());
-    h.text_bytes = static_cast<std::uint32_t>(kept);
-    h.original_bytes = text_bytes;
-    h.sec = ts.tv_sec;
-    h.nsec = ts.tv_nsec;
-    // Taken out before the send and put back if it fails: with several threads each
-    // drop is reported by exactly one record.
-    h.dropped = dropped_.exchange(0, std::memory_order_relaxed);
-    std::memcpy(record, &h, sizeof h);
-    std::memcpy(record + sizeof h, name_, name_bytes_);
-    // O_NONBLOCK: EAGAIN when full. Any error (EBADF after stop) is a drop too.
-    if (mqd_ != kNoQueue && ::mq_send(mqd_, record, text_offset() + kept, 0) == 0) return true;
-    dropped_.fetch_add(h.dropped + 1, std::memory_order_relaxed);
-    return false;
 }
 
 }  // namespace smtp
