@@ -9,7 +9,7 @@ build=${1:-build-fuzz}
 seconds=${2:-60}
 shift $(( $# < 2 ? $# : 2 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_command fuzz_reply fuzz_data)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_command fuzz_reply fuzz_data fuzz_server_session fuzz_client_session fuzz_envelope)
 
 if [ ! -f "$build/build.ninja" ]; then
     CXX=clang++ meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
