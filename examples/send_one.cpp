@@ -61,18 +61,6 @@ bool send_all(int fd, std::string_view bytes) {
     return true;
 }
 
-const char* outcome_name(smtp::Outcome o) {
-    switch (o) {
-        case smtp::Outcome::delivered:
-            return "delivered";
-        case smtp::Outcome::temporary:
-            return "temporary";
-        case smtp::Outcome::permanent:
-            return "permanent";
-    }
-    return "?";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -102,7 +90,8 @@ int main(int argc, char** argv) {
             using Kind = smtp::ClientEvent::Kind;
             if (ev->kind == Kind::need_body) writing = true;
             if (ev->kind == Kind::recipient_result) {
-                std::cout << "to=<" << argv[4 + ev->recipient] << "> " << outcome_name(ev->outcome) << ": ";
+                std::cout << "to=<" << argv[4 + ev->recipient] << "> " << smtp::outcome_name(ev->outcome)
+                          << ": ";
                 if (ev->local) std::cout << "(local) ";
                 if (ev->reply)
                     std::cout << ev->reply->code << ' '

@@ -676,4 +676,34 @@ bool ClientSession::should_close() const noexcept {
 
 const ServerCapabilities& ClientSession::capabilities() const noexcept { return impl_->caps; }
 
+std::string_view outcome_name(Outcome outcome) noexcept {
+    switch (outcome) {
+        case Outcome::delivered:
+            return "delivered";
+        case Outcome::temporary:
+            return "temporary";
+        case Outcome::permanent:
+            return "permanent";
+    }
+    return "unknown";
+}
+
+std::string_view failure_name(ConnectionFailure failure) noexcept {
+    switch (failure) {
+        case ConnectionFailure::none:
+            return "none";
+        case ConnectionFailure::greeting_refused:
+            return "greeting_refused";
+        case ConnectionFailure::protocol_error:
+            return "protocol_error";
+        case ConnectionFailure::timeout:
+            return "timeout";
+        case ConnectionFailure::peer_closed:
+            return "peer_closed";
+        case ConnectionFailure::closed_by_server:
+            return "closed_by_server";
+    }
+    return "unknown";
+}
+
 }  // namespace smtp

@@ -11,6 +11,7 @@
 #define SMTP_APPS_COMMON_FD_HPP
 
 #include <cerrno>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -53,6 +54,23 @@ public:
 private:
     int fd_ = -1;
 };
+
+// write(2) until all of `data` is written, retrying EINTR: a regular file may take
+// less than asked (a signal, RLIMIT_FSIZE, a nearly full disk: the next call then
+// reports why). Returns {} or the errno of the failed write.
+inline std::error_code write_all(int fd, std::string_view data) noexcept {
+    while (!data.empty()) {
+        const ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return {errno, std::system_category()};
+        }
+        // A file never takes 0 bytes of a non-empty write; do not spin if one does.
+        if (n == 0) return {EIO, std::system_category()};
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return {};
+}
 
 }  // namespace smtp
 

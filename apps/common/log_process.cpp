@@ -2,6 +2,7 @@
 // child's receive-and-write loop, and start, restart and stop.
 //
 // The records it reads are laid out in log_record.hpp; Logger (logger.cpp) sends them.
+#include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/log_record.hpp"
 
@@ -45,19 +46,6 @@ LogError sys_error(int err, std::string what) {
     what += ": ";
     what += code.message();
     return {code, std::move(what)};
-}
-
-// Writes all of data. Returns 0 or the errno of the failed write.
-int write_all(int fd, std::string_view data) noexcept {
-    while (!data.empty()) {
-        const ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return 0;
 }
 
 // Reads a number from /proc/sys/fs/mqueue/...; -1 if it cannot.
@@ -179,10 +167,10 @@ public:
     int flush() {
         int file_err = 0;
         if (!batch_.empty()) {
-            file_err = write_all(file_fd_, batch_);
+            file_err = write_all(file_fd_, batch_).value();
             if (file_err != 0) failed(file_failures_, file_err, file_path_);
             if (stdout_fd_ >= 0) {
-                const int err = write_all(stdout_fd_, batch_);
+                const int err = write_all(stdout_fd_, batch_).value();
                 if (err != 0) failed(stdout_failures_, err, "stdout");
             }
         }

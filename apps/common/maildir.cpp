@@ -57,22 +57,6 @@ Fd open_or_create_dir(int dir_fd, const char* name, std::error_code& ec) noexcep
     return fd;
 }
 
-// write(2) until all of `data` is written: regular files may take less than asked
-// (a signal, RLIMIT_FSIZE, a nearly full disk: the next call then reports why).
-std::error_code write_all(int fd, std::string_view data) noexcept {
-    while (!data.empty()) {
-        const ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno_code();
-        }
-        // A regular file never takes 0 bytes of a non-empty write; do not spin if one does.
-        if (n == 0) return errno_code(EIO);
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return {};
-}
-
 // Belt and braces on top of is_safe_mailbox(): the lexical path <root>/<mailbox> must
 // be exactly one component below the root. Cannot fail for a safe name; it is here so
 // that a future change to is_safe_mailbox() cannot open a way out of the root.

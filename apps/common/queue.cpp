@@ -74,19 +74,6 @@ std::error_code new_id(std::string& out) {
 
 // ---------------------------------------------------------------- file helpers
 
-std::error_code write_all(int fd, const char* data, std::size_t n) noexcept {
-    while (n > 0) {
-        const ssize_t w = ::write(fd, data, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return errno_code();
-        }
-        data += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return {};
-}
-
 std::error_code fsync_dir(const std::string& path) {
     Fd fd{::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
     if (!fd) return errno_code();
@@ -144,7 +131,7 @@ std::error_code write_file_atomic(const std::string& tmp, const std::string& fin
                                   const std::string& dir, std::string_view data, std::int64_t mtime) {
     Fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
     if (!fd) return errno_code();
-    std::error_code ec = write_all(fd.get(), data.data(), data.size());
+    std::error_code ec = write_all(fd.get(), data);
     if (!ec && mtime >= 0) {
         const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(mtime), 0}};
         if (::futimens(fd.get(), times) != 0) ec = errno_code();
@@ -671,7 +658,7 @@ std::error_code Writer::fail(std::error_code ec) noexcept {
 std::error_code Writer::flush() {
     if (buffered_ == 0) return {};
     const std::size_t n = std::exchange(buffered_, 0);
-    return write_all(fd_.get(), buffer_.get(), n);
+    return write_all(fd_.get(), std::string_view(buffer_.get(), n));
 }
 
 std::error_code Writer::write(std::string_view chunk) {
@@ -682,7 +669,7 @@ std::error_code Writer::write(std::string_view chunk) {
     } else {
         if (auto ec = flush()) return fail(ec);
         if (chunk.size() >= writer_buffer) {
-            if (auto ec = write_all(fd_.get(), chunk.data(), chunk.size())) return fail(ec);
+            if (auto ec = write_all(fd_.get(), chunk)) return fail(ec);
         } else {
             std::memcpy(buffer_.get(), chunk.data(), chunk.size());
             buffered_ = chunk.size();

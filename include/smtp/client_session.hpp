@@ -107,6 +107,11 @@ enum class ConnectionFailure : std::uint8_t {
     closed_by_server,  // 421 to a command: the server is closing the connection
 };
 
+// "delivered", "temporary", "permanent"; "none", "greeting_refused", ... : the
+// enumerators' names, for logs.
+std::string_view outcome_name(Outcome outcome) noexcept;
+std::string_view failure_name(ConnectionFailure failure) noexcept;
+
 struct ClientEvent {
     enum class Kind : std::uint8_t {
         ready,             // greeting and EHLO/HELO done; capabilities() is known

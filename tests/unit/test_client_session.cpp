@@ -19,37 +19,9 @@ namespace {
 
 using namespace std::literals;
 using smtp::ClientEvent;
+using smtp::failure_name;
+using smtp::outcome_name;
 using Kind = smtp::ClientEvent::Kind;
-
-std::string_view outcome_name(smtp::Outcome o) {
-    switch (o) {
-        case smtp::Outcome::delivered:
-            return "delivered";
-        case smtp::Outcome::temporary:
-            return "temporary";
-        case smtp::Outcome::permanent:
-            return "permanent";
-    }
-    return "?";
-}
-
-std::string_view failure_name(smtp::ConnectionFailure f) {
-    switch (f) {
-        case smtp::ConnectionFailure::none:
-            return "none";
-        case smtp::ConnectionFailure::greeting_refused:
-            return "greeting_refused";
-        case smtp::ConnectionFailure::protocol_error:
-            return "protocol_error";
-        case smtp::ConnectionFailure::timeout:
-            return "timeout";
-        case smtp::ConnectionFailure::peer_closed:
-            return "peer_closed";
-        case smtp::ConnectionFailure::closed_by_server:
-            return "closed_by_server";
-    }
-    return "?";
-}
 
 // " 250" for a server reply, " 554 local" for one the session made, "" for none.
 std::string reply_code(const ClientEvent& e) {
