@@ -56,22 +56,6 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// ---------------------------------------------------------------- ids
-
-std::error_code new_id(std::string& out) {
-    timespec ts{};
-    if (::clock_gettime(CLOCK_REALTIME, &ts) != 0) return errno_code();
-    // One counter per process; the pid separates processes, the microseconds
-    // separate a pid reused after a restart.
-    static std::atomic<std::uint32_t> counter{0};
-    const auto us =
-        static_cast<std::uint64_t>(ts.tv_sec) * 1000000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
-    const auto pid = static_cast<std::uint32_t>(::getpid());
-    const std::uint32_t n = counter.fetch_add(1, std::memory_order_relaxed) & 0xffffffu;
-    out = fmt::format("{:014x}{:08x}{:06x}", us & 0xffffffffffffffu, pid, n);
-    return {};
-}
-
 // ---------------------------------------------------------------- file helpers
 
 std::error_code fsync_dir(const std::string& path) {
@@ -537,6 +521,20 @@ std::int64_t mtime_for(std::int64_t next_attempt) noexcept {
 }
 
 }  // namespace
+
+std::error_code new_id(std::string& out) {
+    timespec ts{};
+    if (::clock_gettime(CLOCK_REALTIME, &ts) != 0) return errno_code();
+    // One counter per process; the pid separates processes, the microseconds
+    // separate a pid reused after a restart.
+    static std::atomic<std::uint32_t> counter{0};
+    const auto us =
+        static_cast<std::uint64_t>(ts.tv_sec) * 1000000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
+    const auto pid = static_cast<std::uint32_t>(::getpid());
+    const std::uint32_t n = counter.fetch_add(1, std::memory_order_relaxed) & 0xffffffu;
+    out = fmt::format("{:014x}{:08x}{:06x}", us & 0xffffffffffffffu, pid, n);
+    return {};
+}
 
 // ---------------------------------------------------------------- free functions
 

@@ -79,7 +79,7 @@ struct Envelope {
     bool smtputf8 = false;              // SMTPUTF8 (RFC 6531)
     Ret ret = Ret::unspecified;         // RET (RFC 3461 §4.3)
     std::optional<std::string> envid;   // ENVID (RFC 3461 §4.4), xtext-decoded
-    std::optional<std::string> client;  // who sent it, for the DSN: "helo [ip]"
+    std::optional<std::string> client;  // who sent it, for the DSN: "helo (name [ip])"
     std::uint32_t attempts = 0;         // delivery attempts of the message
     std::int64_t next_attempt = 0;      // not before this time
     std::string last_error;             // the last failure of the message; empty: none
@@ -116,6 +116,11 @@ bool is_resource_error(std::error_code ec) noexcept;
 // True if `id` has the form of a queue id (28 lower-case hex digits). Every Queue
 // function checks this before using an id in a path.
 bool is_valid_id(std::string_view id) noexcept;
+
+// A new queue id (see the invariants above). Errors: those of clock_gettime(2).
+// smtpd also names messages it delivers only locally with one, so every message has
+// one id in the log.
+std::error_code new_id(std::string& out);
 
 // The Postfix-like short form for log lines: 12 hex digits (low microseconds, pid,
 // counter). Not unique over time: log the full id once, when a message is queued.
