@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fails when a generated file in doc/ differs from what its generator prints now.
-# Usage: check_generated.sh GENERATOR FILE
+# Usage: check_generated.sh GENERATOR FILE [GENERATOR ARGUMENTS...]
 set -euo pipefail
-if ! diff -u "$2" <("$1"); then
-    echo "FAIL: $2 is out of date; regenerate it: $(basename "$1") > $2"
+generator=$1 file=$2
+shift 2
+if ! diff -u "$file" <("$generator" "$@"); then
+    echo "FAIL: $file is out of date; regenerate it: $(basename "$generator") $* > $file"
     exit 1
 fi
-echo "PASS: $2 matches its generator"
+echo "PASS: $file matches its generator"
