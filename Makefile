@@ -7,7 +7,7 @@ MESON_TEST = meson test -C $(BUILD) --print-errorlogs --num-processes 2
 
 CLANG_BUILD ?= build-clang
 
-.PHONY: all test_units test_memory test_system test_style test_clang tests report install fuzz bench clean help
+.PHONY: all run test_units test_memory test_system test_style test_clang tests report install fuzz bench clean help
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -15,13 +15,20 @@ all: $(BUILD)/build.ninja
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) --prefix=$(PREFIX)
 
+# The daemons on their built-in defaults: port 2525 on 127.0.0.1 and ::1, Maildirs,
+# queue and log under ./var/. Ctrl-C stops them.
+run: all
+	$(BUILD)/apps/smtpd/smtpd
+
 test_units: all
 	$(MESON_TEST) --suite unit
 
-# The unit tests under valgrind memcheck: any leak or error fails.
+# The unit tests under valgrind memcheck, then the daemons under valgrind
+# (--trace-children) in real sessions: any leak or error fails.
 test_memory: all
 	$(MESON_TEST) --suite unit --timeout-multiplier 10 \
 	  --wrapper 'valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --show-leak-kinds=definite,indirect,possible'
+	$(MESON_TEST) --suite memory
 
 test_system: all
 	$(MESON_TEST) --suite system
@@ -56,6 +63,7 @@ clean:
 
 help:
 	@echo "make              build everything into $(BUILD)/"
+	@echo "make run          start smtpd on its defaults (port 2525, ./var/)"
 	@echo "make test_units   unit tests (doctest)"
 	@echo "make test_memory  unit tests under valgrind memcheck"
 	@echo "make test_system  system tests (installed library; daemons later)"
