@@ -295,6 +295,9 @@ int Master::supervise() {
                 if (!stopping_) {
                     log_->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
                     stopping_ = true;
+                    // The workers close theirs too: once the last copy is gone, new
+                    // connections are refused at once instead of waiting unanswered.
+                    listeners_.clear();
                     kill_at = Clock::now() + loaded_.settings.shutdown_grace + stop_slack;
                     stop_workers();
                 }
