@@ -8,6 +8,16 @@
 //  2. ares_gethostbyname() with the address's family for each of the first max_names
 //     names, all at once, with a trailing dot so no search domain is ever appended.
 //     The first name in PTR order whose records hold the address is the answer.
+// An MX lookup is one ares_query() for type MX, parsed with ares_parse_mx_reply(); an
+// address lookup is two ares_query() at once, A and AAAA, parsed with
+// ares_parse_a_reply() and ares_parse_aaaa_reply(). ares_query() keeps NXDOMAIN
+// (ARES_ENOTFOUND) apart from NODATA (ARES_ENODATA) and from failures, which mail
+// routing needs: the first bounces, the second falls back to A/AAAA (RFC 5321 §5.1),
+// the last defers.
+//
+// Each lookup's kind-specific state (callback, result, progress) is one alternative of
+// a std::variant in its Lookup; the deadline, the finished flag and delivery order are
+// shared, so every invariant of resolver.hpp holds for every kind alike.
 //
 // Invariants:
 //  - Each c-ares query carries a heap Tag {impl, id, index}. c-ares calls every
@@ -32,8 +42,10 @@
 #include <map>
 #include <new>
 #include <optional>
+#include <random>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <ares.h>
@@ -50,8 +62,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr int dns_class_in = 1;   // RFC 1035 §3.2.4
-constexpr int dns_type_ptr = 12;  // RFC 1035 §3.2.2
+constexpr int dns_class_in = 1;    // RFC 1035 §3.2.4
+constexpr int dns_type_a = 1;      // RFC 1035 §3.2.2
+constexpr int dns_type_ptr = 12;   // RFC 1035 §3.2.2
+constexpr int dns_type_mx = 15;    // RFC 1035 §3.2.2
+constexpr int dns_type_aaaa = 28;  // RFC 3596 §2.1
 constexpr std::uint16_t dns_port = 53;
 
 // c-ares doubles the wait after each round over the servers (1.18: timeout <<
@@ -110,6 +125,50 @@ bool worth_checking(std::string_view name) noexcept {
     return !std::all_of(last.begin(), last.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// The absolute form of a checked name: the trailing dot (RFC 1034 §3.1) means no
+// search domain is ever appended.
+std::string absolute(const std::string& name) { return name + '.'; }
+
+// Why a query failed, short, for logs and reply texts.
+std::string failure_text(int status) {
+    switch (status) {
+        case ARES_ETIMEOUT:
+            return "timeout";
+        case ARES_ESERVFAIL:
+            return "server failure";
+        case ARES_EREFUSED:
+            return "refused";
+        case ARES_ECONNREFUSED:
+            // Also what c-ares 1.18 reports for SERVFAIL, REFUSED and NOTIMP: it tries
+            // the next server (or the same again), and ends with this when none helps.
+            return "server failure or refused";
+        case ARES_EFORMERR:
+            return "format error";
+        case ARES_ENOTIMP:
+            return "not implemented";
+        case ARES_EBADRESP:
+            return "bad response";
+        case ARES_ENOMEM:
+            return "out of memory";
+        default:
+            return ares_strerror(status);
+    }
+}
+
+// The status of a finished ares_query() before its answer is parsed.
+DnsStatus query_status(int status) noexcept {
+    switch (status) {
+        case ARES_SUCCESS:
+            return DnsStatus::ok;
+        case ARES_ENOTFOUND:  // NXDOMAIN
+            return DnsStatus::no_domain;
+        case ARES_ENODATA:  // NOERROR without an answer
+            return DnsStatus::no_records;
+        default:  // ETIMEOUT, ESERVFAIL, EREFUSED, ECONNREFUSED, EFORMERR, ENOMEM, ...
+            return DnsStatus::temporary;
+    }
+}
+
 milliseconds ceil_ms(Clock::duration d) noexcept {
     if (d <= Clock::duration::zero()) return milliseconds::zero();
     return std::chrono::ceil<milliseconds>(d);
@@ -119,6 +178,25 @@ struct HostentDeleter {
     void operator()(hostent* host) const noexcept { ares_free_hostent(host); }
 };
 using HostentPtr = std::unique_ptr<hostent, HostentDeleter>;
+
+struct AresDataDeleter {
+    void operator()(void* data) const noexcept { ares_free_data(data); }
+};
+using MxReplyPtr = std::unique_ptr<ares_mx_reply, AresDataDeleter>;
+
+constexpr std::string_view timeout_text = "timeout";
+
+// For error texts where nothing may throw: on std::bad_alloc the text stays empty.
+void assign_text(std::string& out, std::string_view text) noexcept {
+    try {
+        out.assign(text);
+    } catch (...) {
+        out.clear();
+    }
+}
+
+// Addresses kept from one A or AAAA answer; more would not be tried anyway.
+constexpr int max_answer_addresses = 32;
 
 }  // namespace
 
@@ -136,27 +214,66 @@ std::string_view reverse_status_name(ReverseResult::Status status) noexcept {
     return "temporary";
 }
 
+std::string_view dns_status_name(DnsStatus status) noexcept {
+    switch (status) {
+        case DnsStatus::ok:
+            return "ok";
+        case DnsStatus::no_records:
+            return "no_records";
+        case DnsStatus::no_domain:
+            return "no_domain";
+        case DnsStatus::temporary:
+            return "temporary";
+    }
+    return "temporary";
+}
+
 struct Resolver::Impl {
     using Status = ReverseResult::Status;
 
     // The forward check of one PTR name.
     enum class Check : std::uint8_t { pending, matched, no_match, failed };
 
-    struct Lookup {
+    struct Reverse {
         IpAddress address;
         ReverseCallback done;
-        Clock::time_point deadline;
         std::vector<std::string> names;  // PTR names: normalized, distinct, in answer order
         std::vector<Check> checks;       // the first min(names, max_names) names
-        bool finished = false;           // result set; waiting for delivery in process()
         ReverseResult result;
+    };
+
+    struct Mx {
+        MxCallback done;
+        MxResult result;
+    };
+
+    // One query of an address lookup.
+    struct Part {
+        bool answered = false;
+        DnsStatus status = DnsStatus::temporary;
+        std::string error;
+        std::vector<IpAddress> addresses;  // ok: in answer order
+    };
+
+    struct Addresses {
+        static constexpr std::size_t a = 0;
+        static constexpr std::size_t aaaa = 1;
+        AddressCallback done;
+        std::array<Part, 2> parts;  // [a], [aaaa]
+        AddressResult result;
+    };
+
+    struct Lookup {
+        Clock::time_point deadline;
+        bool finished = false;  // result set; waiting for delivery in process()
+        std::variant<Reverse, Mx, Addresses> state;
     };
 
     // The argument of one c-ares query; freed by its callback.
     struct Tag {
         Impl* impl;
         LookupId id;
-        std::size_t index;  // the name a forward query checks
+        std::size_t index;  // the name a forward query checks; the part of an address lookup
     };
 
     ResolverOptions options_;
@@ -164,6 +281,7 @@ struct Resolver::Impl {
     std::map<LookupId, Lookup> lookups_;  // ordered by id, so by start: delivery order
     std::size_t finished_count_ = 0;      // lookups_ entries with finished set
     LookupId last_id_ = 0;
+    std::mt19937 random_;  // shuffles MX hosts of equal preference; seeded by create()
 
     Impl() = default;
     Impl(const Impl&) = delete;
@@ -177,26 +295,60 @@ struct Resolver::Impl {
         if (channel_ != nullptr) ares_destroy(channel_);
     }
 
-    Lookup* live(LookupId id) noexcept {
+    // The lookup `id` if it is still waiting for answers and of kind T, with its state.
+    template <class T>
+    std::pair<Lookup*, T*> live(LookupId id) noexcept {
         const auto it = lookups_.find(id);
-        if (it == lookups_.end() || it->second.finished) return nullptr;
-        return &it->second;
+        if (it == lookups_.end() || it->second.finished) return {nullptr, nullptr};
+        T* state = std::get_if<T>(&it->second.state);
+        if (state == nullptr) return {nullptr, nullptr};
+        return {&it->second, state};
     }
 
-    void finish(Lookup& lookup, Status status, std::string&& name = {}) noexcept {
+    void mark_finished(Lookup& lookup) noexcept {
         lookup.finished = true;
-        lookup.result.status = status;
-        lookup.result.name = std::move(name);
-        lookup.names.clear();
         ++finished_count_;
+    }
+
+    void finish(Lookup& lookup, Reverse& reverse, Status status, std::string&& name = {}) noexcept {
+        reverse.result.status = status;
+        reverse.result.name = std::move(name);
+        reverse.names.clear();
+        mark_finished(lookup);
+    }
+
+    void finish(Lookup& lookup, Mx& mx, DnsStatus status, std::string&& error = {}) noexcept {
+        mx.result.status = status;
+        mx.result.error = std::move(error);
+        if (status != DnsStatus::ok) {
+            mx.result.null_mx = false;
+            mx.result.hosts.clear();
+        }
+        mark_finished(lookup);
+    }
+
+    // Starts a lookup: a new id and its Lookup, with the deadline set.
+    std::pair<LookupId, Lookup*> add(std::variant<Reverse, Mx, Addresses>&& state) {
+        const LookupId id = last_id_ + 1;
+        Lookup& lookup = lookups_[id];
+        last_id_ = id;
+        lookup.deadline = Clock::now() + options_.timeout;
+        lookup.state = std::move(state);
+        return {id, &lookup};
     }
 
     static void on_ptr(void* arg, int status, int timeouts, unsigned char* answer, int length) noexcept;
     static void on_forward(void* arg, int status, int timeouts, hostent* host) noexcept;
+    static void on_mx(void* arg, int status, int timeouts, unsigned char* answer, int length) noexcept;
+    static void on_address(void* arg, int status, int timeouts, unsigned char* answer, int length) noexcept;
 
-    void take_ptr_answer(LookupId id, Lookup& lookup, const unsigned char* answer, int length);
-    void start_forward(LookupId id, Lookup& lookup);
-    void decide(Lookup& lookup) noexcept;
+    void take_ptr_answer(LookupId id, Lookup& lookup, Reverse& reverse, const unsigned char* answer,
+                         int length);
+    void start_forward(LookupId id, Lookup& lookup, Reverse& reverse);
+    void decide(Lookup& lookup, Reverse& reverse) noexcept;
+    void take_mx_answer(Mx& mx, const unsigned char* answer, int length);
+    static void take_address_answer(Part& part, std::size_t index, const unsigned char* answer, int length);
+    void combine(Lookup& lookup, Addresses& addresses) noexcept;
     void expire(Clock::time_point now) noexcept;
     void deliver();
 };
@@ -205,80 +357,80 @@ void Resolver::Impl::on_ptr(void* arg, int status, int /*timeouts*/, unsigned ch
                             int length) noexcept {
     const std::unique_ptr<Tag> tag(static_cast<Tag*>(arg));
     Impl& self = *tag->impl;
-    Lookup* lookup = self.live(tag->id);
+    const auto [lookup, reverse] = self.live<Reverse>(tag->id);
     if (lookup == nullptr) return;  // cancelled, timed out, or the channel is going away
     switch (status) {
         case ARES_SUCCESS:
             break;
         case ARES_ENOTFOUND:  // NXDOMAIN
         case ARES_ENODATA:    // the name exists, no PTR
-            self.finish(*lookup, Status::no_name);
+            self.finish(*lookup, *reverse, Status::no_name);
             return;
         default:  // ETIMEOUT, ESERVFAIL, EREFUSED, ECONNREFUSED, EFORMERR, ENOMEM, ...
-            self.finish(*lookup, Status::temporary);
+            self.finish(*lookup, *reverse, Status::temporary);
             return;
     }
     try {
-        self.take_ptr_answer(tag->id, *lookup, answer, length);
+        self.take_ptr_answer(tag->id, *lookup, *reverse, answer, length);
     } catch (...) {  // std::bad_alloc: nothing may unwind through c-ares
-        if (!lookup->finished) self.finish(*lookup, Status::temporary);
+        if (!lookup->finished) self.finish(*lookup, *reverse, Status::temporary);
     }
 }
 
-void Resolver::Impl::take_ptr_answer(LookupId id, Lookup& lookup, const unsigned char* answer, int length) {
-    const auto bytes = lookup.address.bytes();
-    const int family = lookup.address.is_v4() ? AF_INET : AF_INET6;
+void Resolver::Impl::take_ptr_answer(LookupId id, Lookup& lookup, Reverse& reverse,
+                                     const unsigned char* answer, int length) {
+    const auto bytes = reverse.address.bytes();
+    const int family = reverse.address.is_v4() ? AF_INET : AF_INET6;
     hostent* raw = nullptr;
     const int parsed =
         ares_parse_ptr_reply(answer, length, bytes.data(), static_cast<int>(bytes.size()), family, &raw);
     const HostentPtr host(raw);
-    if (parsed == ARES_ENODATA) return finish(lookup, Status::no_name);
+    if (parsed == ARES_ENODATA) return finish(lookup, reverse, Status::no_name);
     // EBADRESP too: c-ares (since 1.17.2) rejects a PTR name with characters no host
     // name has; an answer we cannot read says nothing for certain.
-    if (parsed != ARES_SUCCESS || !host) return finish(lookup, Status::temporary);
+    if (parsed != ARES_SUCCESS || !host) return finish(lookup, reverse, Status::temporary);
 
     // c-ares 1.18 lists every PTR name, in answer order, in h_aliases (h_name holds
     // just one of them); h_name is the fallback for a version that only sets it.
-    auto add = [&lookup](const char* text) {
+    auto add = [&reverse](const char* text) {
         std::string name = normalized(text);
         if (name.empty()) return;  // the root: no name at all
-        if (std::find(lookup.names.begin(), lookup.names.end(), name) == lookup.names.end())
-            lookup.names.push_back(std::move(name));
+        if (std::find(reverse.names.begin(), reverse.names.end(), name) == reverse.names.end())
+            reverse.names.push_back(std::move(name));
     };
     if (host->h_aliases != nullptr)
         for (char** alias = host->h_aliases; *alias != nullptr; ++alias) add(*alias);
-    if (lookup.names.empty() && host->h_name != nullptr) add(host->h_name);
-    if (lookup.names.empty()) return finish(lookup, Status::no_name);
-    start_forward(id, lookup);
+    if (reverse.names.empty() && host->h_name != nullptr) add(host->h_name);
+    if (reverse.names.empty()) return finish(lookup, reverse, Status::no_name);
+    start_forward(id, lookup, reverse);
 }
 
-void Resolver::Impl::start_forward(LookupId id, Lookup& lookup) {
-    const std::size_t n = std::min<std::size_t>(lookup.names.size(), options_.max_names);
-    lookup.checks.assign(n, Check::pending);
+void Resolver::Impl::start_forward(LookupId id, Lookup& lookup, Reverse& reverse) {
+    const std::size_t n = std::min<std::size_t>(reverse.names.size(), options_.max_names);
+    reverse.checks.assign(n, Check::pending);
     for (std::size_t i = 0; i < n; ++i)
-        if (!worth_checking(lookup.names[i])) lookup.checks[i] = Check::no_match;
+        if (!worth_checking(reverse.names[i])) reverse.checks[i] = Check::no_match;
     // Every check is marked before the first query goes out, so an answer that comes
     // back synchronously (from /etc/hosts, or an error) cannot decide too early.
-    const int family = lookup.address.is_v4() ? AF_INET : AF_INET6;
+    const int family = reverse.address.is_v4() ? AF_INET : AF_INET6;
     for (std::size_t i = 0; i < n && !lookup.finished; ++i) {
-        if (lookup.checks[i] != Check::pending) continue;
-        // The trailing dot makes the name absolute (RFC 1034 §3.1): never searched.
-        const std::string absolute = lookup.names[i] + '.';
+        if (reverse.checks[i] != Check::pending) continue;
+        const std::string name = absolute(reverse.names[i]);
         auto tag = std::make_unique<Tag>(Tag{this, id, i});
-        ares_gethostbyname(channel_, absolute.c_str(), family, &Impl::on_forward, tag.release());
+        ares_gethostbyname(channel_, name.c_str(), family, &Impl::on_forward, tag.release());
     }
-    decide(lookup);
+    decide(lookup, reverse);
 }
 
 void Resolver::Impl::on_forward(void* arg, int status, int /*timeouts*/, hostent* host) noexcept {
     const std::unique_ptr<Tag> tag(static_cast<Tag*>(arg));
     Impl& self = *tag->impl;
-    Lookup* lookup = self.live(tag->id);
-    if (lookup == nullptr || tag->index >= lookup->checks.size()) return;
-    Check& check = lookup->checks[tag->index];
+    const auto [lookup, reverse] = self.live<Reverse>(tag->id);
+    if (lookup == nullptr || tag->index >= reverse->checks.size()) return;
+    Check& check = reverse->checks[tag->index];
     if (status == ARES_SUCCESS && host != nullptr) {
         check = Check::no_match;
-        const auto bytes = lookup->address.bytes();
+        const auto bytes = reverse->address.bytes();
         if (host->h_addr_list != nullptr && host->h_length == static_cast<int>(bytes.size()))
             for (char** a = host->h_addr_list; *a != nullptr; ++a)
                 if (std::memcmp(*a, bytes.data(), bytes.size()) == 0) check = Check::matched;
@@ -287,18 +439,18 @@ void Resolver::Impl::on_forward(void* arg, int status, int /*timeouts*/, hostent
     } else {
         check = Check::failed;
     }
-    self.decide(*lookup);
+    self.decide(*lookup, *reverse);
 }
 
-void Resolver::Impl::decide(Lookup& lookup) noexcept {
+void Resolver::Impl::decide(Lookup& lookup, Reverse& reverse) noexcept {
     if (lookup.finished) return;
     bool failed = false;
-    for (std::size_t i = 0; i < lookup.checks.size(); ++i) {
-        switch (lookup.checks[i]) {
+    for (std::size_t i = 0; i < reverse.checks.size(); ++i) {
+        switch (reverse.checks[i]) {
             case Check::pending:
                 return;  // an earlier name may still confirm
             case Check::matched:
-                return finish(lookup, Status::confirmed, std::move(lookup.names[i]));
+                return finish(lookup, reverse, Status::confirmed, std::move(reverse.names[i]));
             case Check::failed:
                 failed = true;
                 break;
@@ -308,13 +460,183 @@ void Resolver::Impl::decide(Lookup& lookup) noexcept {
     }
     // None confirmed. If one check could not be made, a name might still confirm
     // later: unknown for now (Postfix defers reject_unknown_client_hostname likewise).
-    if (failed) return finish(lookup, Status::temporary);
-    finish(lookup, Status::unconfirmed, std::move(lookup.names.front()));
+    if (failed) return finish(lookup, reverse, Status::temporary);
+    finish(lookup, reverse, Status::unconfirmed, std::move(reverse.names.front()));
+}
+
+void Resolver::Impl::on_mx(void* arg, int status, int /*timeouts*/, unsigned char* answer,
+                           int length) noexcept {
+    const std::unique_ptr<Tag> tag(static_cast<Tag*>(arg));
+    Impl& self = *tag->impl;
+    const auto [lookup, mx] = self.live<Mx>(tag->id);
+    if (lookup == nullptr) return;
+    try {
+        const DnsStatus first = query_status(status);
+        if (first != DnsStatus::ok)
+            return self.finish(*lookup, *mx, first,
+                               first == DnsStatus::temporary ? failure_text(status) : "");
+        self.take_mx_answer(*mx, answer, length);
+        self.mark_finished(*lookup);
+    } catch (...) {  // std::bad_alloc: nothing may unwind through c-ares
+        if (lookup->finished) return;
+        self.finish(*lookup, *mx, DnsStatus::temporary);
+        assign_text(mx->result.error, "out of memory");
+    }
+}
+
+void Resolver::Impl::take_mx_answer(Mx& mx, const unsigned char* answer, int length) {
+    MxResult& result = mx.result;
+    ares_mx_reply* raw = nullptr;
+    const int parsed = ares_parse_mx_reply(answer, length, &raw);
+    const MxReplyPtr replies(raw);
+    if (parsed == ARES_ENODATA || (parsed == ARES_SUCCESS && !replies)) {
+        result.status = DnsStatus::no_records;  // an answer of only a CNAME, say
+        return;
+    }
+    if (parsed != ARES_SUCCESS) {  // EBADRESP: c-ares refuses names with odd characters
+        result.status = DnsStatus::temporary;
+        result.error = failure_text(parsed);
+        return;
+    }
+    result.status = DnsStatus::ok;
+    // RFC 7505 §3: a null MX is the one record of the domain, "." of preference 0.
+    if (replies->next == nullptr && replies->priority == 0 && normalized(replies->host).empty()) {
+        result.null_mx = true;
+        return;
+    }
+    for (const ares_mx_reply* r = replies.get(); r != nullptr; r = r->next) {
+        std::string name = normalized(r->host != nullptr ? r->host : "");
+        // "." beside other records (RFC 7505 §3 forbids it) names no host; an address
+        // is no host name (RFC 5321 §5.1). Neither can be looked up.
+        if (!worth_checking(name)) continue;
+        result.hosts.push_back(MxHost{r->priority, std::move(name)});
+    }
+    // RFC 5321 §5.1: by preference, and "randomize [equal preferences] to spread the
+    // load across multiple mail exchangers". Then a name listed twice keeps its best.
+    std::sort(result.hosts.begin(), result.hosts.end(),
+              [](const MxHost& a, const MxHost& b) { return a.preference < b.preference; });
+    for (auto first = result.hosts.begin(); first != result.hosts.end();) {
+        const auto last = std::find_if(first, result.hosts.end(),
+                                       [&](const MxHost& h) { return h.preference != first->preference; });
+        std::shuffle(first, last, random_);
+        first = last;
+    }
+    std::vector<MxHost> distinct;
+    distinct.reserve(result.hosts.size());
+    for (MxHost& host : result.hosts)
+        if (std::none_of(distinct.begin(), distinct.end(),
+                         [&](const MxHost& d) { return d.name == host.name; }))
+            distinct.push_back(std::move(host));
+    result.hosts = std::move(distinct);
+}
+
+void Resolver::Impl::on_address(void* arg, int status, int /*timeouts*/, unsigned char* answer,
+                                int length) noexcept {
+    const std::unique_ptr<Tag> tag(static_cast<Tag*>(arg));
+    Impl& self = *tag->impl;
+    const auto [lookup, addresses] = self.live<Addresses>(tag->id);
+    if (lookup == nullptr || tag->index >= addresses->parts.size()) return;
+    Part& part = addresses->parts[tag->index];
+    part.answered = true;
+    try {
+        part.status = query_status(status);
+        if (part.status == DnsStatus::temporary) part.error = failure_text(status);
+        if (part.status == DnsStatus::ok) take_address_answer(part, tag->index, answer, length);
+    } catch (...) {  // std::bad_alloc: nothing may unwind through c-ares
+        part.status = DnsStatus::temporary;
+        part.addresses.clear();
+        assign_text(part.error, "out of memory");
+    }
+    self.combine(*lookup, *addresses);
+}
+
+void Resolver::Impl::take_address_answer(Part& part, std::size_t index, const unsigned char* answer,
+                                         int length) {
+    int count = max_answer_addresses;
+    int parsed = ARES_SUCCESS;
+    if (index == Addresses::a) {
+        std::array<ares_addrttl, max_answer_addresses> records{};
+        parsed = ares_parse_a_reply(answer, length, nullptr, records.data(), &count);
+        for (int i = 0; parsed == ARES_SUCCESS && i < count; ++i) {
+            std::array<std::uint8_t, 4> bytes{};
+            std::memcpy(bytes.data(), &records[static_cast<std::size_t>(i)].ipaddr, bytes.size());
+            part.addresses.push_back(IpAddress::v4(bytes));
+        }
+    } else {
+        std::array<ares_addr6ttl, max_answer_addresses> records{};
+        parsed = ares_parse_aaaa_reply(answer, length, nullptr, records.data(), &count);
+        for (int i = 0; parsed == ARES_SUCCESS && i < count; ++i) {
+            std::array<std::uint8_t, 16> bytes{};
+            std::memcpy(bytes.data(), &records[static_cast<std::size_t>(i)].ip6addr, bytes.size());
+            part.addresses.push_back(IpAddress::v6(bytes));
+        }
+    }
+    // A CNAME with no address behind it parses as success with none.
+    if (parsed == ARES_ENODATA || (parsed == ARES_SUCCESS && part.addresses.empty())) {
+        part.status = DnsStatus::no_records;
+    } else if (parsed != ARES_SUCCESS) {
+        part.status = DnsStatus::temporary;
+        part.error = failure_text(parsed);
+        part.addresses.clear();
+    }
+}
+
+void Resolver::Impl::combine(Lookup& lookup, Addresses& addresses) noexcept {
+    if (lookup.finished) return;
+    auto any = [&addresses](DnsStatus status) {
+        return std::any_of(addresses.parts.begin(), addresses.parts.end(),
+                           [status](const Part& part) { return part.status == status; });
+    };
+    for (const Part& part : addresses.parts)
+        if (!part.answered) return;
+    AddressResult& result = addresses.result;
+    if (any(DnsStatus::ok)) {
+        result.status = DnsStatus::ok;
+        try {
+            // IPv4 first (the first part), each family in answer order, each address once.
+            for (const Part& part : addresses.parts)
+                for (const IpAddress& address : part.addresses)
+                    if (std::find(result.addresses.begin(), result.addresses.end(), address) ==
+                        result.addresses.end())
+                        result.addresses.push_back(address);
+        } catch (...) {  // std::bad_alloc
+            result.status = DnsStatus::temporary;
+            result.addresses.clear();
+        }
+    } else if (any(DnsStatus::temporary)) {
+        result.status = DnsStatus::temporary;
+        for (Part& part : addresses.parts)
+            if (part.status == DnsStatus::temporary && result.error.empty())
+                result.error = std::move(part.error);
+    } else if (std::all_of(addresses.parts.begin(), addresses.parts.end(),
+                           [](const Part& part) { return part.status == DnsStatus::no_domain; })) {
+        result.status = DnsStatus::no_domain;  // both agree the name does not exist
+    } else {
+        result.status = DnsStatus::no_records;
+    }
+    mark_finished(lookup);
 }
 
 void Resolver::Impl::expire(Clock::time_point now) noexcept {
-    for (auto& [id, lookup] : lookups_)
-        if (!lookup.finished && lookup.deadline <= now) finish(lookup, Status::temporary);
+    for (auto& [id, lookup] : lookups_) {
+        if (lookup.finished || lookup.deadline > now) continue;
+        if (auto* reverse = std::get_if<Reverse>(&lookup.state)) {
+            finish(lookup, *reverse, Status::temporary);
+        } else if (auto* mx = std::get_if<Mx>(&lookup.state)) {
+            finish(lookup, *mx, DnsStatus::temporary);
+            assign_text(mx->result.error, timeout_text);
+        } else if (auto* addresses = std::get_if<Addresses>(&lookup.state)) {
+            // A family that answered in time still counts: addresses of one family are
+            // an answer, and a late AAAA must not hide a prompt A.
+            for (Part& part : addresses->parts) {
+                if (part.answered) continue;
+                part.answered = true;
+                part.status = DnsStatus::temporary;
+                assign_text(part.error, timeout_text);
+            }
+            combine(lookup, *addresses);
+        }
+    }
 }
 
 void Resolver::Impl::deliver() {
@@ -329,11 +651,14 @@ void Resolver::Impl::deliver() {
         while (it != lookups_.end() && it->first <= last && !it->second.finished) ++it;
         if (it == lookups_.end() || it->first > last) return;
         after = it->first;
-        ReverseCallback done = std::move(it->second.done);
-        const ReverseResult result = std::move(it->second.result);
+        auto state = std::move(it->second.state);
         lookups_.erase(it);
         --finished_count_;
-        if (done) done(result);
+        std::visit(
+            [](auto& finished) {
+                if (finished.done) finished.done(finished.result);
+            },
+            state);
     }
 }
 
@@ -363,6 +688,11 @@ std::unique_ptr<Resolver> Resolver::create(const ResolverOptions& options, std::
     try {
         auto impl = std::make_unique<Impl>();
         impl->options_ = options;
+        // Only spreads load over equal MX hosts (RFC 5321 §5.1): no secret, but a
+        // different order in each process, so every sender does not pick the same one.
+        std::random_device device;
+        std::seed_seq seed{device(), device(), device(), device()};
+        impl->random_.seed(seed);
 
         ares_options opts{};
         int mask = 0;
@@ -412,6 +742,9 @@ std::unique_ptr<Resolver> Resolver::create(const ResolverOptions& options, std::
     } catch (const std::bad_alloc&) {
         ec = std::make_error_code(std::errc::not_enough_memory);
         return nullptr;
+    } catch (const std::exception&) {  // std::random_device found no entropy source
+        ec = std::make_error_code(std::errc::io_error);
+        return nullptr;
     }
 }
 
@@ -421,16 +754,59 @@ Resolver::LookupId Resolver::reverse(const IpAddress& address, ReverseCallback d
     // under in-addr.arpa, not ip6.arpa.
     const IpAddress target = address.unmapped();
     const std::string owner = ptr_owner(target);
-    const LookupId id = self.last_id_ + 1;
-    auto tag = std::make_unique<Impl::Tag>(Impl::Tag{&self, id, 0});
-    Impl::Lookup& lookup = self.lookups_[id];
-    self.last_id_ = id;
-    lookup.address = target;
-    lookup.done = std::move(done);
-    lookup.deadline = Clock::now() + self.options_.timeout;
+    auto tag = std::make_unique<Impl::Tag>(Impl::Tag{&self, self.last_id_ + 1, 0});
+    Impl::Reverse state;
+    state.address = target;
+    state.done = std::move(done);
+    const auto [id, lookup] = self.add(std::move(state));
     // May call back at once (out of memory, no server): on_ptr then only marks the
     // lookup finished, and process() delivers it.
     ares_query(self.channel_, owner.c_str(), dns_class_in, dns_type_ptr, &Impl::on_ptr, tag.release());
+    return id;
+}
+
+Resolver::LookupId Resolver::mx(std::string_view domain, MxCallback done) {
+    Impl& self = *impl_;
+    const std::string name = normalized(domain);
+    const std::string query = absolute(name);
+    auto tag = std::make_unique<Impl::Tag>(Impl::Tag{&self, self.last_id_ + 1, 0});
+    Impl::Mx state;
+    state.done = std::move(done);
+    const auto [id, lookup] = self.add(std::move(state));
+    if (!worth_checking(name)) {
+        // No such name can exist in DNS; the answer is certain without asking.
+        // Reported by the next process(), which timeout() asks for at once.
+        self.finish(*lookup, std::get<Impl::Mx>(lookup->state), DnsStatus::no_domain);
+        return id;
+    }
+    ares_query(self.channel_, query.c_str(), dns_class_in, dns_type_mx, &Impl::on_mx, tag.release());
+    return id;
+}
+
+Resolver::LookupId Resolver::addresses(std::string_view host, AddressCallback done) {
+    Impl& self = *impl_;
+    const std::string name = normalized(host);
+    const std::string query = absolute(name);
+    const LookupId next = self.last_id_ + 1;
+    auto tag_a = std::make_unique<Impl::Tag>(Impl::Tag{&self, next, Impl::Addresses::a});
+    auto tag_aaaa = std::make_unique<Impl::Tag>(Impl::Tag{&self, next, Impl::Addresses::aaaa});
+    Impl::Addresses state;
+    state.done = std::move(done);
+    const auto [id, lookup] = self.add(std::move(state));
+    auto& addresses = std::get<Impl::Addresses>(lookup->state);
+    if (!worth_checking(name)) {
+        for (Impl::Part& part : addresses.parts) {
+            part.answered = true;
+            part.status = DnsStatus::no_domain;
+        }
+        self.combine(*lookup, addresses);
+        return id;
+    }
+    // Both parts are unanswered before the first query goes out, so one that fails at
+    // once cannot finish the lookup without the other.
+    ares_query(self.channel_, query.c_str(), dns_class_in, dns_type_a, &Impl::on_address, tag_a.release());
+    ares_query(self.channel_, query.c_str(), dns_class_in, dns_type_aaaa, &Impl::on_address,
+               tag_aaaa.release());
     return id;
 }
 

@@ -3,12 +3,20 @@
 //
 //   resolver_probe [--timeout-ms N] [--max-names N] [--cancel-first] [--cancel-in-callback]
 //                  [--repeat N] [--drain] SERVER ADDRESS...
+//   resolver_probe --mx [--raw-order] [OPTIONS] SERVER DOMAIN...
+//   resolver_probe --addresses [OPTIONS] SERVER HOST...
 //
-// Starts reverse() for every ADDRESS at once on a Resolver that asks only SERVER
+// Starts a lookup for every argument at once on a Resolver that asks only SERVER
 // ("IP", "IP:PORT", "[v6]:PORT"), runs the loop until no lookup is pending, then prints
-// one line per ADDRESS in the order given: "ADDRESS STATUS NAME", NAME "-" when empty.
+// one line per argument in the order given:
+//   reverse():   "ADDRESS STATUS NAME", NAME "-" when empty;
+//   mx():        "DOMAIN STATUS [null] PREF:HOST...", the hosts in the order returned
+//                but sorted by name within each preference, so lines are stable; with
+//                --raw-order exactly as returned (shuffled; not with --repeat);
+//   addresses(): "HOST STATUS ADDRESS...", in the order returned.
+// A temporary mx() or addresses() result ends with its error: "temporary (timeout)".
 //  --cancel-first        cancels the first lookup right after starting it; its line
-//                        reads "ADDRESS cancelled -".
+//                        reads "ARGUMENT cancelled -".
 //  --cancel-in-callback  the first callback to run cancels every lookup that has not
 //                        reported yet (those finished in the same process() included);
 //                        their lines read "cancelled".
@@ -24,6 +32,8 @@
 // usage error or a server the Resolver does not take.
 #include "common/network.hpp"
 #include "common/resolver.hpp"
+
+#include <smtp/command.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -41,11 +51,17 @@
 
 namespace {
 
+using smtp::AddressResult;
+using smtp::MxResult;
 using smtp::Resolver;
 using smtp::ReverseResult;
 using std::chrono::milliseconds;
 
+enum class Mode { reverse, mx, addresses };
+
 struct Options {
+    Mode mode = Mode::reverse;
+    bool raw_order = false;
     milliseconds timeout{5000};
     unsigned max_names = 4;
     unsigned repeat = 1;
@@ -53,17 +69,17 @@ struct Options {
     bool cancel_in_callback = false;
     bool drain = false;
     std::string server;
-    std::vector<std::string> addresses;
+    std::vector<std::string> arguments;
 };
 
 struct Slot {
     std::string text;
-    smtp::IpAddress address;
+    smtp::IpAddress address;  // reverse only
     Resolver::LookupId id = 0;
     unsigned reports = 0;  // callbacks seen
     bool cancelled = false;
-    std::optional<ReverseResult> first;  // of the repeated lookups
-    std::optional<ReverseResult> last;
+    std::optional<std::string> first;  // of the repeated lookups: the line after the argument
+    std::optional<std::string> last;
 };
 
 std::optional<unsigned> parse_unsigned(std::string_view text) {
@@ -97,16 +113,74 @@ std::optional<Options> parse_args(int argc, char** argv) {
             o.cancel_in_callback = true;
         else if (arg == "--drain")
             o.drain = true;
+        else if (arg == "--mx")
+            o.mode = Mode::mx;
+        else if (arg == "--addresses")
+            o.mode = Mode::addresses;
+        else if (arg == "--raw-order")
+            o.raw_order = true;
         else
             return std::nullopt;
     }
     if (argc - i < 2) return std::nullopt;
     o.server = argv[i++];
-    for (; i < argc; ++i) o.addresses.emplace_back(argv[i]);
+    for (; i < argc; ++i) o.arguments.emplace_back(argv[i]);
     return o;
 }
 
-bool same(const ReverseResult& a, const ReverseResult& b) { return a.status == b.status && a.name == b.name; }
+std::string render(const ReverseResult& r) {
+    return fmt::format("{} {}", smtp::reverse_status_name(r.status), r.name.empty() ? "-" : r.name);
+}
+
+void append_error(std::string& line, smtp::DnsStatus status, const std::string& error) {
+    if (status == smtp::DnsStatus::temporary) fmt::format_to(std::back_inserter(line), " ({})", error);
+}
+
+std::string render(MxResult r, bool raw_order) {
+    if (!raw_order)
+        std::stable_sort(r.hosts.begin(), r.hosts.end(), [](const smtp::MxHost& a, const smtp::MxHost& b) {
+            return a.preference != b.preference ? a.preference < b.preference : a.name < b.name;
+        });
+    std::string line(smtp::dns_status_name(r.status));
+    if (r.null_mx) line += " null";
+    for (const smtp::MxHost& host : r.hosts)
+        fmt::format_to(std::back_inserter(line), " {}:{}", host.preference, host.name);
+    append_error(line, r.status, r.error);
+    return line;
+}
+
+std::string render(const AddressResult& r) {
+    std::string line(smtp::dns_status_name(r.status));
+    for (const smtp::IpAddress& address : r.addresses)
+        fmt::format_to(std::back_inserter(line), " {}", address.to_string());
+    append_error(line, r.status, r.error);
+    return line;
+}
+
+// What the lookups must never break, whatever the server says.
+bool sane(const MxResult& r) {
+    if (r.status != smtp::DnsStatus::ok && (r.null_mx || !r.hosts.empty())) return false;
+    if (r.null_mx && !r.hosts.empty()) return false;
+    for (std::size_t i = 0; i < r.hosts.size(); ++i) {
+        if (i > 0 && r.hosts[i - 1].preference > r.hosts[i].preference) return false;
+        if (!smtp::is_valid_domain(r.hosts[i].name)) return false;
+        for (char c : r.hosts[i].name)
+            if (c >= 'A' && c <= 'Z') return false;
+    }
+    return true;
+}
+
+bool sane(const AddressResult& r) {
+    if ((r.status == smtp::DnsStatus::ok) == r.addresses.empty()) return false;
+    bool seen_v6 = false;
+    for (std::size_t i = 0; i < r.addresses.size(); ++i) {
+        if (r.addresses[i].is_v6()) seen_v6 = true;
+        if (seen_v6 && r.addresses[i].is_v4()) return false;  // IPv4 first
+        for (std::size_t j = 0; j < i; ++j)
+            if (r.addresses[j] == r.addresses[i]) return false;
+    }
+    return true;
+}
 
 class Probe {
 public:
@@ -114,29 +188,46 @@ public:
         : resolver_(resolver), options_(options), slots_(slots) {}
 
     void start(std::size_t index, unsigned round) {
-        slots_[index].id =
-            resolver_.reverse(slots_[index].address,
-                              [this, index, round](const ReverseResult& r) { on_done(index, round, r); });
+        Slot& slot = slots_[index];
+        switch (options_.mode) {
+            case Mode::reverse:
+                slot.id = resolver_.reverse(slot.address, [this, index, round](const ReverseResult& r) {
+                    on_done(index, round, render(r), true);
+                });
+                break;
+            case Mode::mx:
+                slot.id = resolver_.mx(slot.text, [this, index, round](const MxResult& r) {
+                    on_done(index, round, render(r, options_.raw_order), sane(r));
+                });
+                break;
+            case Mode::addresses:
+                slot.id = resolver_.addresses(slot.text, [this, index, round](const AddressResult& r) {
+                    on_done(index, round, render(r), sane(r));
+                });
+                break;
+        }
     }
 
     bool failed() const { return failed_; }
 
 private:
-    void on_done(std::size_t index, unsigned round, const ReverseResult& result) {
+    void on_done(std::size_t index, unsigned round, std::string line, bool sane) {
         Slot& slot = slots_[index];
         ++slot.reports;
         if (slot.cancelled) {
             fmt::print(stderr, "resolver_probe: cancelled lookup of {} reported\n", slot.text);
             failed_ = true;
         }
-        if (!slot.first) slot.first = result;
-        if (!same(*slot.first, result)) {
-            fmt::print(stderr, "resolver_probe: {} gave {} {} and then {} {}\n", slot.text,
-                       smtp::reverse_status_name(slot.first->status), slot.first->name,
-                       smtp::reverse_status_name(result.status), result.name);
+        if (!sane) {
+            fmt::print(stderr, "resolver_probe: {} gave an inconsistent result: {}\n", slot.text, line);
             failed_ = true;
         }
-        slot.last = result;
+        if (!slot.first) slot.first = line;
+        if (*slot.first != line) {
+            fmt::print(stderr, "resolver_probe: {} gave {} and then {}\n", slot.text, *slot.first, line);
+            failed_ = true;
+        }
+        slot.last = std::move(line);
         if (options_.cancel_in_callback && !cancelled_in_callback_) {
             cancelled_in_callback_ = true;
             for (Slot& other : slots_) {
@@ -184,21 +275,24 @@ bool turn(Resolver& resolver) {
 int main(int argc, char** argv) {
     const std::optional<Options> options = parse_args(argc, argv);
     if (!options) {
-        fmt::print(stderr,
-                   "usage: resolver_probe [--timeout-ms N] [--max-names N] [--cancel-first] "
-                   "[--cancel-in-callback] [--repeat N] [--drain] SERVER ADDRESS...\n");
+        fmt::print(
+            stderr,
+            "usage: resolver_probe [--mx [--raw-order] | --addresses] [--timeout-ms N] [--max-names N] "
+            "[--cancel-first] [--cancel-in-callback] [--repeat N] [--drain] SERVER ARGUMENT...\n");
         return 2;
     }
     std::vector<Slot> slots;
-    for (const std::string& text : options->addresses) {
-        const smtp::Parsed<smtp::IpAddress> parsed = smtp::parse_ip_address(text);
-        if (!parsed) {
-            fmt::print(stderr, "resolver_probe: {}\n", parsed.error);
-            return 2;
-        }
+    for (const std::string& text : options->arguments) {
         Slot slot;
         slot.text = text;
-        slot.address = *parsed.value;
+        if (options->mode == Mode::reverse) {
+            const smtp::Parsed<smtp::IpAddress> parsed = smtp::parse_ip_address(text);
+            if (!parsed) {
+                fmt::print(stderr, "resolver_probe: {}\n", parsed.error);
+                return 2;
+            }
+            slot.address = *parsed.value;
+        }
         slots.push_back(std::move(slot));
     }
 
@@ -243,8 +337,7 @@ int main(int argc, char** argv) {
             ok = false;
             continue;
         }
-        fmt::print("{} {} {}\n", slot.text, smtp::reverse_status_name(slot.last->status),
-                   slot.last->name.empty() ? std::string_view("-") : std::string_view(slot.last->name));
+        fmt::print("{} {}\n", slot.text, *slot.last);
     }
     return ok ? 0 : 1;
 }

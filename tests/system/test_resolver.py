@@ -14,12 +14,29 @@ and forwards only the domain "hole." to a UDP socket this test holds and never r
   127.0.0.5  PTR nowhere.test, multi.test   A multi.test 127.0.0.5  confirmed (2nd name)
   127.0.0.6  PTR slow.hole              A slow.hole: never answered temporary
 
+and, for mx() and addresses() (and the Router, tests/system/test_routing.py):
+
+  two.test     MX 10 mx1.two.test, 20 mx2.two.test
+  eq.test      MX 10 mxa.eq.test, 10 mxb.eq.test, 20 mxc.eq.test   (shuffled)
+  null.test    MX 0 "."  (dnsmasq's mx-host)   rawnull.test: the same as a raw RR
+  dotten.test  MX 10 "."  (not a null MX: RFC 7505 wants preference 0; no host either)
+  upper.test   MX 10 MX1.Two.TEST              skipmx.test: MX 10 missing.test, 20 mx1
+  nohost.test  MX 10 missing.test (NXDOMAIN)   slowmx.test: MX 10 slow.hole
+  bare.test    A 127.0.0.7, no MX              alias.test: CNAME bare.test
+  dual.test    A 127.0.0.31, AAAA ::1          six.test: AAAA ::1 only
+  mx1.two.test A 127.0.0.9   mx2.two.test A 127.0.0.10, AAAA ::1
+  mxa/mxb/mxc.eq.test A 127.0.0.21/22/23       none.test: NXDOMAIN
+
+What dnsmasq cannot say (duplicate records, records out of order, an MX host that is
+an address, SERVFAIL, REFUSED, an A query never answered while AAAA is) comes from
+TinyDns, a scripted responder in this file (see TINY_ZONE).
+
 resolver_probe (tests/common/resolver_probe.cpp) runs the lookups in a select() loop
-and prints "ADDRESS STATUS NAME" per address; every line is checked. A probe pointed
-at the silent socket must end every lookup with "temporary" within its timeout (a
-generous upper bound, no tight timing). The test waits for dnsmasq by retrying a real
-DNS query, never by sleeping, and kills dnsmasq on every path. Python 3 standard
-library only; all traffic stays on 127.0.0.1 and ::1.
+and prints one line per argument; every line is checked. A probe pointed at the
+silent socket must end every lookup with "temporary" within its timeout (a generous
+upper bound, no tight timing). The test waits for dnsmasq by retrying a real DNS
+query, never by sleeping, and kills dnsmasq on every path. Python 3 standard library
+only; all traffic stays on 127.0.0.1 and ::1.
 """
 import os
 import socket
@@ -27,6 +44,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 DNSMASQ = "/usr/sbin/dnsmasq"
@@ -69,6 +87,9 @@ def have_ipv6_loopback():
 
 
 def encode_name(name):
+    name = name.rstrip(".")
+    if not name:
+        return b"\0"  # the root
     return b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
 
 
@@ -153,6 +174,33 @@ class Dnsmasq:
             # The one forwarded domain: to a socket on this machine that never answers.
             "server=/hole/127.0.0.1#%d" % hole_port,
         ]
+        lines += [
+            # MX and address records (RFC 5321 §5.1, RFC 7505). host-record adds PTRs,
+            # so IPv6 (::1, six.test's) is given by address= here, which adds none.
+            "mx-host=two.test,mx1.two.test,10",
+            "mx-host=two.test,mx2.two.test,20",
+            "host-record=mx1.two.test,127.0.0.9",
+            "address=/mx2.two.test/127.0.0.10",
+            "address=/mx2.two.test/::1",
+            "mx-host=eq.test,mxa.eq.test,10",
+            "mx-host=eq.test,mxb.eq.test,10",
+            "mx-host=eq.test,mxc.eq.test,20",
+            "host-record=mxa.eq.test,127.0.0.21",
+            "host-record=mxb.eq.test,127.0.0.22",
+            "host-record=mxc.eq.test,127.0.0.23",
+            "mx-host=null.test,.,0",
+            "dns-rr=rawnull.test,15,000000",  # preference 0, the root name: RFC 7505 §3
+            "mx-host=dotten.test,.,10",
+            "mx-host=upper.test,MX1.Two.TEST,10",
+            "mx-host=skipmx.test,missing.test,10",
+            "mx-host=skipmx.test,mx1.two.test,20",
+            "mx-host=nohost.test,missing.test,10",
+            "mx-host=slowmx.test,slow.hole,10",
+            "host-record=bare.test,127.0.0.7",
+            "cname=alias.test,bare.test",
+            "address=/dual.test/127.0.0.31",
+            "address=/dual.test/::1",
+        ]
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.stderr = open(os.path.join(tmp, "dnsmasq.stderr"), "wb")
@@ -189,6 +237,107 @@ class Dnsmasq:
             self.proc.kill()
         self.proc.wait(STEP)
         self.stderr.close()
+
+
+def rr(rtype, rdata):
+    return (rtype, rdata)
+
+
+def a(ip):
+    return rr(1, socket.inet_pton(socket.AF_INET, ip))
+
+
+def aaaa(ip):
+    return rr(28, socket.inet_pton(socket.AF_INET6, ip))
+
+
+def mx(preference, host):
+    return rr(15, struct.pack(">H", preference) + encode_name(host))
+
+
+SERVFAIL = 2
+REFUSED = 5
+SILENT = "silent"
+
+# name -> {qtype: [records] | SILENT}, or an rcode for every query of the name. A name
+# not listed is NXDOMAIN; a type not listed for a listed name is NODATA.
+TINY_ZONE = {
+    "dup.test": {1: [a("127.0.0.11"), a("127.0.0.11"), a("127.0.0.12")], 28: [aaaa("::1"), aaaa("::1")]},
+    "order.test": {15: [mx(30, "c.order.test"), mx(10, "A.Order.Test"), mx(20, "b.order.test"),
+                        mx(40, "a.order.test"), mx(5, "192.0.2.1")]},
+    "mixednull.test": {15: [mx(0, "."), mx(10, "dup.test")]},
+    "servfail.test": SERVFAIL,
+    "refused.test": REFUSED,
+    "half.test": {1: SILENT, 28: [aaaa("::1")]},
+    # For the Router (test_routing.py).
+    "many.test": {15: [mx(10 * n, "h%d.many.test" % n) for n in range(12, 0, -1)]},
+    "wide.test": {1: [a("127.0.2.%d" % n) for n in range(1, 13)]},
+    "partial.test": {15: [mx(10, "servfail.test"), mx(20, "dup.test")]},
+    "allfail.test": {15: [mx(10, "servfail.test"), mx(20, "none.test")]},
+    "twin.test": {15: [mx(10, "t1.twin.test"), mx(20, "t2.twin.test")]},
+    "t1.twin.test": {1: [a("127.0.0.13")]},
+    "t2.twin.test": {1: [a("127.0.0.13"), a("127.0.0.14")]},
+    "mxfail.test": SERVFAIL,
+}
+for n in range(1, 13):
+    TINY_ZONE["h%d.many.test" % n] = {1: [a("127.0.1.%d" % n)]}
+
+
+class TinyDns:
+    """A UDP DNS responder on 127.0.0.1 answering from TINY_ZONE, in a thread."""
+
+    def __init__(self, zone=None):
+        self.zone = TINY_ZONE if zone is None else zone
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)  # so stop() is noticed
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopping:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                reply = self.reply(data)
+            except (IndexError, struct.error, UnicodeDecodeError):
+                continue  # not a query we can read: no answer
+            if reply is not None:
+                self.sock.sendto(reply, peer)
+
+    def reply(self, query):
+        qid, flags, qdcount, _, _, _ = struct.unpack(">HHHHHH", query[:12])
+        if qdcount != 1:
+            return None
+        name, pos = read_name(query, 12)
+        qtype, _ = struct.unpack(">HH", query[pos:pos + 4])
+        question = query[12:pos + 4]
+        entry = self.zone.get(name.lower())
+        rcode, answers = 0, []
+        if entry is None:
+            rcode = 3  # NXDOMAIN
+        elif isinstance(entry, int):
+            rcode = entry
+        else:
+            answers = entry.get(qtype, [])
+            if answers == SILENT:
+                return None
+        # QR, RD copied, RA; one question; the answers point to its name (0xC00C).
+        header = struct.pack(">HHHHHH", qid, 0x8080 | (flags & 0x0100) | rcode, 1, len(answers), 0, 0)
+        body = b"".join(struct.pack(">HHHIH", 0xC00C, rtype, 1, 60, len(rdata)) + rdata
+                        for rtype, rdata in answers)
+        return header + question + body
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(STEP)
+        self.sock.close()
 
 
 class Test:
@@ -230,6 +379,125 @@ class Test:
             self.failed += 1
 
 
+def orders_seen(lines, prefix):
+    """The distinct lines among `lines`, each of which must start with `prefix`."""
+    for line in lines:
+        assert line.startswith(prefix), "unexpected line %r" % line
+    return set(lines)
+
+
+def mx_and_addresses(t, server, silent, tiny):
+    """mx() and addresses() against dnsmasq, TinyDns and the silent socket."""
+    tiny_server = "127.0.0.1:%d" % tiny.port
+    t.check("MX hosts come by preference; null MX, NODATA and NXDOMAIN are told apart",
+            ["--mx", server, "two.test", "null.test", "rawnull.test", "bare.test", "none.test", "dotten.test",
+             "upper.test", "alias.test", "TWO.TEST."],
+            ["two.test ok 10:mx1.two.test 20:mx2.two.test",
+             "null.test ok null",
+             "rawnull.test ok null",
+             "bare.test no_records",
+             "none.test no_domain",
+             "dotten.test ok",  # "." of preference 10: no host, and not a null MX either
+             "upper.test ok 10:mx1.two.test",
+             "alias.test no_records",  # a CNAME to a name without MX
+             "TWO.TEST. ok 10:mx1.two.test 20:mx2.two.test"])
+    t.check("a name that cannot be in DNS is no_domain without a query",
+            ["--mx", "--timeout-ms", "30000", silent, "1.2.3.4", "bad..name", "-x.test", "."],
+            ["1.2.3.4 no_domain", "bad..name no_domain", "-x.test no_domain", ". no_domain"], within=10)
+    t.check("addresses are IPv4 first, then IPv6; NXDOMAIN only when both say so",
+            ["--addresses", server, "bare.test", "six.test", "dual.test", "mx2.two.test", "none.test",
+             "two.test", "alias.test", "Dual.Test.", "192.0.2.1"],
+            ["bare.test ok 127.0.0.7",
+             "six.test ok ::1",  # AAAA only
+             "dual.test ok 127.0.0.31 ::1",
+             "mx2.two.test ok 127.0.0.10 ::1",
+             "none.test no_domain",
+             "two.test no_records",  # MX records, no address
+             "alias.test ok 127.0.0.7",
+             "Dual.Test. ok 127.0.0.31 ::1",
+             "192.0.2.1 no_domain"])  # an address is not looked up as a name
+    t.check("a silent server makes MX and address lookups temporary within the timeout",
+            ["--mx", "--timeout-ms", "1000", silent, "two.test", "null.test"],
+            ["two.test temporary (timeout)", "null.test temporary (timeout)"], within=1.0 + 10, at_least=0.5)
+    t.check("an address lookup against a silent server is temporary",
+            ["--addresses", "--timeout-ms", "1000", silent, "dual.test"],
+            ["dual.test temporary (timeout)"], within=1.0 + 10, at_least=0.5)
+    t.check("a forwarded name that never answers is temporary, the others are not held up",
+            ["--addresses", "--timeout-ms", "1500", server, "slow.hole", "dual.test"],
+            ["slow.hole temporary (timeout)", "dual.test ok 127.0.0.31 ::1"], within=1.5 + 10, at_least=0.75)
+
+    # Equal preferences in random order (RFC 5321 §5.1), within one Resolver and
+    # across Resolvers (seeded once each); mxc (20) always last.
+    first_two = {"eq.test ok 10:mxa.eq.test 10:mxb.eq.test 20:mxc.eq.test",
+                 "eq.test ok 10:mxb.eq.test 10:mxa.eq.test 20:mxc.eq.test"}
+    try:
+        proc, _ = t.run(["--mx", "--raw-order", server] + ["eq.test"] * 24)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 24, lines
+        seen = orders_seen(lines, "eq.test ok ")
+        assert seen <= first_two, seen
+        assert seen == first_two, "24 lookups, always %s" % seen  # chance 2^-23
+        print("ok: equal MX preferences are shuffled within one Resolver (%s)" %
+              ", ".join("%d" % lines.count(x) for x in sorted(first_two)))
+        t.passed += 1
+    except (AssertionError, subprocess.TimeoutExpired) as e:
+        print("FAIL: equal MX preferences are shuffled within one Resolver: %s" % e)
+        t.failed += 1
+    try:
+        seen = set()
+        for run in range(1, 31):  # all alike: chance 2^-29
+            proc, _ = t.run(["--mx", "--raw-order", server, "eq.test"])
+            assert proc.returncode == 0, proc.stderr
+            seen |= orders_seen(proc.stdout.splitlines(), "eq.test ok ")
+            assert seen <= first_two, seen
+            if seen == first_two:
+                break
+        assert seen == first_two, "30 runs, always %s" % seen
+        print("ok: each Resolver is seeded anew (both orders after %d runs)" % run)
+        t.passed += 1
+    except (AssertionError, subprocess.TimeoutExpired) as e:
+        print("FAIL: each Resolver is seeded anew: %s" % e)
+        t.failed += 1
+    t.check("sorted output does not depend on the shuffle",
+            ["--mx", "--repeat", "8", server, "eq.test", "two.test"],
+            ["eq.test ok 10:mxa.eq.test 10:mxb.eq.test 20:mxc.eq.test",
+             "two.test ok 10:mx1.two.test 20:mx2.two.test"])
+
+    t.check("a cancelled MX lookup never reports, also when its answer arrives",
+            ["--mx", "--cancel-first", "--drain", server, "two.test", "null.test"],
+            ["two.test cancelled -", "null.test ok null"])
+    t.check("a callback may cancel address lookups that finished with it",
+            ["--addresses", "--cancel-in-callback", "--drain", server, "bare.test", "dual.test", "none.test"],
+            ["bare.test ok 127.0.0.7",
+             {"dual.test cancelled -", "dual.test ok 127.0.0.31 ::1"},
+             {"none.test cancelled -", "none.test no_domain"}])
+    t.check("an address lookup in flight is dropped by the destructor",
+            ["--addresses", "--cancel-first", "--timeout-ms", "500", silent, "bare.test", "dual.test"],
+            ["bare.test cancelled -", "dual.test temporary (timeout)"], within=0.5 + 10)
+    t.check("a callback may start the next MX lookup",
+            ["--mx", "--repeat", "3", server, "two.test", "none.test", "bare.test"],
+            ["two.test ok 10:mx1.two.test 20:mx2.two.test", "none.test no_domain", "bare.test no_records"])
+
+    # TinyDns: what dnsmasq cannot say.
+    t.check("MX records are sorted, a host listed twice keeps its best, addresses and \".\" are left out",
+            ["--mx", tiny_server, "order.test", "mixednull.test"],
+            ["order.test ok 10:a.order.test 20:b.order.test 30:c.order.test",
+             "mixednull.test ok 10:dup.test"])  # "." beside another record is no null MX
+    t.check("duplicate addresses are given once",
+            ["--addresses", tiny_server, "dup.test"], ["dup.test ok 127.0.0.11 127.0.0.12 ::1"])
+    t.check("SERVFAIL and REFUSED are temporary",
+            ["--mx", tiny_server, "servfail.test", "refused.test"],
+            # c-ares retries, then reports both as ECONNREFUSED
+            ["servfail.test temporary (server failure or refused)",
+             "refused.test temporary (server failure or refused)"])
+    t.check("SERVFAIL for addresses is temporary",
+            ["--addresses", tiny_server, "servfail.test"], ["servfail.test temporary (server failure or refused)"])
+    t.check("an AAAA answer counts when the A query is never answered",
+            ["--addresses", "--timeout-ms", "1000", tiny_server, "half.test"],
+            ["half.test ok ::1"], within=1.0 + 10, at_least=0.5)
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: test_resolver.py RESOLVER_PROBE", file=sys.stderr)
@@ -241,6 +509,7 @@ def main():
     hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with tempfile.TemporaryDirectory(prefix="test_resolver.") as tmp:
         dns = None
+        tiny = TinyDns()
         try:
             hole.bind(("127.0.0.1", 0))
             hole_port = hole.getsockname()[1]
@@ -302,12 +571,15 @@ def main():
                 print("skipped: no ::1 here, no IPv6 server")
             t.check("a malformed server is refused", ["127.0.0.1:99999", "127.0.0.2"], [], exit_code=2)
             t.check("a host name is not a server", ["dns.example", "127.0.0.2"], [], exit_code=2)
+
+            mx_and_addresses(t, server, silent, tiny)
         except AssertionError as e:
             print("FAIL: %s" % e)
             t.failed += 1
         finally:
             if dns is not None:
                 dns.stop()
+            tiny.stop()
             hole.close()
     print("%d passed, %d failed" % (t.passed, t.failed))
     return 0 if t.failed == 0 else 1
