@@ -15,10 +15,10 @@ all: $(BUILD)/build.ninja
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) --prefix=$(PREFIX)
 
-# The daemons on their built-in defaults: port 2525 on 127.0.0.1 and ::1, Maildirs,
-# queue and log under ./var/. Ctrl-C stops them.
+# The daemons on their built-in defaults: smtpd on port 2525 of 127.0.0.1 and ::1,
+# Maildirs, queue and logs under ./var/, smtpc delivering the queue. Ctrl-C stops them.
 run: all
-	$(BUILD)/apps/smtpd/smtpd
+	scripts/run-daemons $(BUILD)
 
 test_units: all
 	$(MESON_TEST) --suite unit
@@ -63,7 +63,7 @@ clean:
 
 help:
 	@echo "make              build everything into $(BUILD)/"
-	@echo "make run          start smtpd on its defaults (port 2525, ./var/)"
+	@echo "make run          start smtpd and smtpc on their defaults (port 2525, ./var/)"
 	@echo "make test_units   unit tests (doctest)"
 	@echo "make test_memory  unit tests under valgrind memcheck"
 	@echo "make test_system  system tests (installed library; daemons later)"
