@@ -7,6 +7,8 @@
 //   domain/<encoded domain>/<id>     empty marker: a recipient there is pending
 #include "common/queue.hpp"
 
+#include "common/text.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -48,13 +50,6 @@ constexpr std::size_t id_length = 28;  // 14 µs + 8 pid + 6 counter, hex
 
 std::error_code errno_code() noexcept { return {errno, std::system_category()}; }
 std::error_code errno_code(int e) noexcept { return {e, std::system_category()}; }
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
 
 // ---------------------------------------------------------------- file helpers
 
@@ -204,7 +199,7 @@ std::set<std::string> index_names(const Envelope& envelope, bool pending_only) {
     std::set<std::string> names;
     for (const auto& r : envelope.recipients)
         if (!pending_only || r.state == RecipientState::pending)
-            names.insert(domain_dir_name(lower(r.domain)));
+            names.insert(domain_dir_name(ascii_lower(r.domain)));
     return names;
 }
 
@@ -546,7 +541,7 @@ bool Envelope::finished() const noexcept {
 std::string domain_of(std::string_view address) {
     const auto at = address.rfind('@');
     if (at == std::string_view::npos) return {};
-    return lower(address.substr(at + 1));
+    return ascii_lower(address.substr(at + 1));
 }
 
 Recipient make_recipient(std::string_view address) {
@@ -824,7 +819,7 @@ std::error_code Queue::list_due(std::int64_t now, std::vector<std::string>& ids)
 std::error_code Queue::list_domain(std::string_view domain, std::vector<std::string>& ids) const {
     ids.clear();
     if (domain.empty()) return errno_code(EINVAL);
-    if (auto ec = read_dir(path(dir_domain, domain_dir_name(lower(domain))), ids)) {
+    if (auto ec = read_dir(path(dir_domain, domain_dir_name(ascii_lower(domain))), ids)) {
         if (ec == std::errc::no_such_file_or_directory) return {};  // never indexed
         return ec;
     }

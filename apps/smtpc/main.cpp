@@ -3,12 +3,12 @@
 // signal or, with --once, until the queue has nothing due.
 #include "common/log.hpp"
 #include "common/queue.hpp"
+#include "common/startup.hpp"
 #include "scheduler.hpp"
 #include "settings.hpp"
 
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <string>
 #include <system_error>
 
@@ -17,21 +17,6 @@
 namespace {
 
 using smtp::smtpc::Settings;
-
-// The built-in ./var/ tree is made on first start; configured paths must exist.
-std::string create_default_directories(const Settings& s) {
-    const Settings defaults;
-    std::vector<std::filesystem::path> dirs;
-    if (s.mail_root == defaults.mail_root) dirs.emplace_back(s.mail_root);
-    if (s.queue_root == defaults.queue_root) dirs.emplace_back(s.queue_root);
-    if (s.log_file == defaults.log_file) dirs.push_back(std::filesystem::path(s.log_file).parent_path());
-    for (const auto& dir : dirs) {
-        std::error_code ec;
-        std::filesystem::create_directories(dir, ec);
-        if (ec) return fmt::format("cannot create {}: {}", dir.string(), ec.message());
-    }
-    return {};
-}
 
 // --list: the queue like mailq, on stdout.
 int list_queue(const Settings& s) {
@@ -61,7 +46,7 @@ int run(int argc, char** argv) {
         return 0;
     }
     if (settings.list) return list_queue(settings);
-    if (auto error = create_default_directories(settings); !error.empty()) {
+    if (auto error = smtp::create_default_directories(smtp::default_directories(settings)); !error.empty()) {
         std::fprintf(stderr, "smtpc: %s\n", error.c_str());
         return 1;
     }

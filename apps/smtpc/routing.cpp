@@ -17,6 +17,8 @@
 // Thread safety: as the Router: the scheduler's thread.
 #include "routing.hpp"
 
+#include "common/text.hpp"
+
 #include <algorithm>
 #include <optional>
 #include <string_view>
@@ -27,13 +29,6 @@
 namespace smtp::smtpc {
 
 namespace {
-
-std::string lower(std::string_view text) {
-    std::string out(text);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
 
 std::string_view or_unknown(const std::string& error) {
     return error.empty() ? std::string_view("temporary failure") : std::string_view(error);
@@ -214,7 +209,7 @@ void Router::prune() noexcept {
 
 void Router::route(const std::string& domain, Callback done) {
     prune();
-    const std::string name = lower(domain);
+    const std::string name = ascii_lower(domain);
     const RouteTarget* target = nullptr;
     if (const auto it = resolved_->routes.find(name); it != resolved_->routes.end())
         target = &it->second;
@@ -232,7 +227,7 @@ void Router::route(const std::string& domain, Callback done) {
     auto lookup = std::make_shared<Lookup>();
     lookup->resolver = resolver_;
     lookup->domain = name;
-    lookup->hostname = lower(resolved_->hostname);
+    lookup->hostname = ascii_lower(resolved_->hostname);
     lookup->port = port_;
     lookup->done = std::move(done);
     // Room first, so nothing throws once lookups have started; doubling, not one more.

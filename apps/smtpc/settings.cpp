@@ -1,6 +1,9 @@
 // apps/smtpc/settings.cpp: the table of smtpc's settings, and their checked forms.
 #include "settings.hpp"
 
+#include "common/startup.hpp"
+#include "common/text.hpp"
+
 #include <smtp/command.hpp>
 
 #include <unistd.h>
@@ -13,13 +16,6 @@
 
 namespace smtp::smtpc {
 namespace {
-
-std::string lower(std::string_view text) {
-    std::string out(text);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
 
 // HOST[:PORT] for a route or the smarthost: a name or an IP address; port 25 if absent.
 Parsed<RouteTarget> parse_target(std::string_view text) {
@@ -45,7 +41,7 @@ std::optional<std::pair<std::string, RouteTarget>> parse_route(std::string_view 
         error = target.error;
         return std::nullopt;
     }
-    return std::pair{lower(domain), *target.value};
+    return std::pair{ascii_lower(domain), *target.value};
 }
 
 }  // namespace
@@ -114,21 +110,8 @@ config::Table make_table(Settings& s) {
 
 std::string resolve(const Settings& s, Resolved& out) {
     out = Resolved{};
-    out.hostname = s.hostname;
-    if (out.hostname.empty()) {
-        char name[HOST_NAME_MAX + 1] = {};
-        if (::gethostname(name, sizeof name) != 0)
-            return fmt::format("cannot get the host name: {}", std::strerror(errno));
-        out.hostname = name;
-        if (!is_valid_domain(out.hostname))
-            return fmt::format("the host name '{}' is not a domain name: set hostname", out.hostname);
-    }
-    out.hostname = lower(out.hostname);
-    for (const auto& d : s.local_domain) out.local_domain.push_back(lower(d));
-    if (out.local_domain.empty()) {
-        out.local_domain.push_back(out.hostname);
-        if (out.hostname != "localhost") out.local_domain.emplace_back("localhost");
-    }
+    if (auto error = resolve_host_name(s.hostname, out.hostname); !error.empty()) return error;
+    out.local_domain = resolve_local_domains(s.local_domain, out.hostname);
     for (const auto& r : s.route) {
         std::string error;
         auto route = parse_route(r, error);

@@ -4,6 +4,7 @@
 #include "common/log.hpp"
 #include "common/maildir.hpp"
 #include "common/queue.hpp"
+#include "common/startup.hpp"
 #include "listener.hpp"
 #include "privileges.hpp"
 #include "settings.hpp"
@@ -17,7 +18,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,21 +50,6 @@ Loaded load_configuration(int argc, char** argv) {
     l.outcome = config::load(table, argc, argv, default_config_file);
     if (l.outcome.ok()) l.error = resolve(l.settings, l.resolved);
     return l;
-}
-
-// The built-in ./var/ tree is made on first start; configured paths must exist.
-std::string create_default_directories(const Settings& s) {
-    const Settings defaults;
-    std::vector<std::filesystem::path> dirs;
-    if (s.mail_root == defaults.mail_root) dirs.emplace_back(s.mail_root);
-    if (s.queue_root == defaults.queue_root) dirs.emplace_back(s.queue_root);
-    if (s.log_file == defaults.log_file) dirs.push_back(std::filesystem::path(s.log_file).parent_path());
-    for (const auto& dir : dirs) {
-        std::error_code ec;
-        std::filesystem::create_directories(dir, ec);
-        if (ec) return fmt::format("cannot create {}: {}", dir.string(), ec.message());
-    }
-    return {};
 }
 
 std::string describe_exit(int status) {
@@ -156,7 +141,7 @@ int Master::run() {
 
 bool Master::start() {
     const Settings& s = loaded_.settings;
-    if (auto error = create_default_directories(s); !error.empty()) {
+    if (auto error = create_default_directories(default_directories(s)); !error.empty()) {
         std::fprintf(stderr, "smtpd: %s\n", error.c_str());
         return false;
     }

@@ -6,21 +6,13 @@
 // Thread safety: const member functions only; Resolved is read, never written.
 #include "policy.hpp"
 
+#include "common/text.hpp"
+
 #include <algorithm>
 #include <string_view>
 
 namespace smtp::smtpd {
 namespace {
-
-constexpr char ascii_lower(char c) noexcept {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return ascii_lower(x) == ascii_lower(y);
-           });
-}
 
 // "example.org." and "example.org" are the same fully qualified name (RFC 1034
 // §3.1); one trailing dot only, so "example.org.." stays different.

@@ -2,6 +2,7 @@
 #include "settings.hpp"
 
 #include "common/maildir.hpp"
+#include "common/startup.hpp"
 
 #include <smtp/command.hpp>
 
@@ -42,13 +43,6 @@ std::optional<std::string> check_user(std::string_view text) {
 std::optional<std::string> check_endpoint(std::string_view text) {
     if (auto parsed = parse_ip_endpoint(text, 53); !parsed) return parsed.error;
     return std::nullopt;
-}
-
-std::string lower(std::string_view text) {
-    std::string out(text);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
 }
 
 }  // namespace
@@ -107,22 +101,8 @@ config::Table make_table(Settings& s) {
 
 std::string resolve(const Settings& s, Resolved& out) {
     out = Resolved{};
-    out.hostname = s.hostname;
-    if (out.hostname.empty()) {
-        char name[HOST_NAME_MAX + 1] = {};
-        if (::gethostname(name, sizeof name) != 0)
-            return fmt::format("cannot get the host name: {}", std::strerror(errno));
-        out.hostname = name;
-        if (!is_valid_domain(out.hostname))
-            return fmt::format("the host name '{}' is not a domain name: set hostname", out.hostname);
-    }
-    out.hostname = lower(out.hostname);
-    for (const auto& d : s.local_domain) out.local_domain.push_back(lower(d));
-    // As Postfix's mydestination: this host by its name, and "localhost".
-    if (out.local_domain.empty()) {
-        out.local_domain.push_back(out.hostname);
-        if (out.hostname != "localhost") out.local_domain.emplace_back("localhost");
-    }
+    if (auto error = resolve_host_name(s.hostname, out.hostname); !error.empty()) return error;
+    out.local_domain = resolve_local_domains(s.local_domain, out.hostname);
     for (const auto& u : s.local_user) out.local_user.push_back(*mailbox_for(u));
     for (const auto& n : s.relay_net) out.relay_net.add(*parse_ip_network(n).value);
     for (const auto& b : s.bind) out.bind.push_back(*parse_ip_address(b).value);

@@ -11,6 +11,8 @@
 // Thread safety: one Transaction per connection, used by one thread.
 #include "transaction.hpp"
 
+#include "common/text.hpp"
+
 #include <smtp/server_session.hpp>
 
 #include <fmt/format.h>
@@ -24,16 +26,6 @@ namespace smtp::smtpd {
 namespace {
 
 std::error_code errno_code(int e) noexcept { return {e, std::system_category()}; }
-
-constexpr char ascii_lower(char c) noexcept {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return ascii_lower(x) == ascii_lower(y);
-           });
-}
 
 // The same remote recipient: local parts equal as written (they are the remote
 // host's to interpret, RFC 5321 §2.4), domains equal in any case (§2.4: domains are
