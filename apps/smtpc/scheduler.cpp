@@ -88,6 +88,14 @@ std::int64_t wall_now() {
         .count();
 }
 
+// The time a failure is recorded at, rounded up: next_attempt = this + delay, so the
+// retry comes at least the whole delay after the failure (RFC 5321 §4.5.4.1), never up
+// to a second early.
+std::int64_t wall_now_rounded_up() {
+    return std::chrono::ceil<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 // ---------------------------------------------------------------- signals
 
 // Written by the handlers, read by the loop. The handled signals are blocked except
@@ -737,7 +745,7 @@ void Scheduler::on_result(JobResult result) {
     }
 
     rebase_attempts(m);
-    const Applied applied = apply_results(m.envelope, result.recipients, wall_now(), policy_);
+    const Applied applied = apply_results(m.envelope, result.recipients, wall_now_rounded_up(), policy_);
     // The thread logged its recipients; what the expiry inside apply_results bounced
     // beyond them is ours to log.
     std::vector<std::size_t> expired;
@@ -769,7 +777,8 @@ void Scheduler::on_not_connected(InFlight& m, JobState state, const JobResult& r
 void Scheduler::fail_group(InFlight& m, const std::vector<std::size_t>& indexes, Outcome outcome,
                            const std::string& reply) {
     rebase_attempts(m);
-    const Applied applied = apply_failure(m.envelope, indexes, outcome, reply, wall_now(), policy_);
+    const Applied applied =
+        apply_failure(m.envelope, indexes, outcome, reply, wall_now_rounded_up(), policy_);
     log_failures(m, applied.deferred, "deferred");
     log_failures(m, applied.bounced, "bounced");
     record(m, applied);
