@@ -130,7 +130,9 @@ Applied apply_results(Envelope& envelope, const std::vector<RecipientResult>& re
                 break;
         }
     }
-    envelope.next_attempt = saturating_add(now, retry_delay(envelope.attempts, policy).count());
+    // Times are whole seconds and `now` is rounded down: one second more, so that the
+    // retry never comes before the whole delay has passed (RFC 5321 §4.5.4.1).
+    envelope.next_attempt = saturating_add(now, retry_delay(envelope.attempts, policy).count() + 1);
     expire_into(envelope, now, policy, applied);
     applied.bounce_due = bounce_owed(envelope, applied.bounced);
     return applied;

@@ -50,7 +50,8 @@ struct Applied {
 // Records the results of one delivery attempt in `envelope` (recipient states,
 // attempts, last errors; the message's attempts, next_attempt and last_error), then
 // expires what is too old. The message's attempts grow by one per call, a recipient's
-// by one per result taken; next_attempt = now + retry_delay(attempts), saturating.
+// by one per result taken; next_attempt = now + retry_delay(attempts) + 1 (times are
+// whole seconds: the retry never comes before the whole delay), saturating.
 // Results for recipients that are not pending, out-of-range indexes and a second
 // result for one index are ignored. Each index appears in at most one list of the
 // result (a deferral that expired at once is only in `bounced`).

@@ -88,14 +88,6 @@ std::int64_t wall_now() {
         .count();
 }
 
-// The time a failure is recorded at, rounded up: next_attempt = this + delay, so the
-// retry comes at least the whole delay after the failure (RFC 5321 §4.5.4.1), never up
-// to a second early.
-std::int64_t wall_now_rounded_up() {
-    return std::chrono::ceil<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 // ---------------------------------------------------------------- signals
 
 // Written by the handlers, read by the loop. The handled signals are blocked except
@@ -745,14 +737,15 @@ void Scheduler::on_result(JobResult result) {
     }
 
     rebase_attempts(m);
-    const Applied applied = apply_results(m.envelope, result.recipients, wall_now_rounded_up(), policy_);
-    // The thread logged its recipients; what the expiry inside apply_results bounced
-    // beyond them is ours to log.
+    const Applied applied = apply_results(m.envelope, result.recipients, wall_now(), policy_);
+    // The thread logged its recipients as sent, deferred or bounced; a deferred one
+    // that the expiry inside apply_results bounced is ours to log.
     std::vector<std::size_t> expired;
     for (const std::size_t i : applied.bounced) {
-        const bool in_result = std::any_of(result.recipients.begin(), result.recipients.end(),
-                                           [i](const RecipientResult& r) { return r.index == i; });
-        if (!in_result) expired.push_back(i);
+        const bool logged_bounced = std::any_of(
+            result.recipients.begin(), result.recipients.end(),
+            [i](const RecipientResult& r) { return r.index == i && r.outcome == Outcome::permanent; });
+        if (!logged_bounced) expired.push_back(i);
     }
     log_failures(m, expired, "bounced");
     record(m, applied);
@@ -777,8 +770,7 @@ void Scheduler::on_not_connected(InFlight& m, JobState state, const JobResult& r
 void Scheduler::fail_group(InFlight& m, const std::vector<std::size_t>& indexes, Outcome outcome,
                            const std::string& reply) {
     rebase_attempts(m);
-    const Applied applied =
-        apply_failure(m.envelope, indexes, outcome, reply, wall_now_rounded_up(), policy_);
+    const Applied applied = apply_failure(m.envelope, indexes, outcome, reply, wall_now(), policy_);
     log_failures(m, applied.deferred, "deferred");
     log_failures(m, applied.bounced, "bounced");
     record(m, applied);
