@@ -13,6 +13,11 @@
 // - A transaction that is over early (MAIL refused, no RCPT accepted) is finished
 //   at once and `txn_` dropped; the replies still due for its group are matched and
 //   ignored, except a 354, which gets an empty message (RFC 2920 §3.1).
+// - STARTTLS (RFC 3207): the positive EHLO reply is held back while STARTTLS is
+//   due (phase `hello` until its reply), then `handshake` until the program calls
+//   tls_started() (back to `hello`: EHLO again, over TLS) or tls_failed(). In
+//   `handshake` no input is expected at all, so any is an error. `ready` is
+//   emitted only when no STARTTLS is left to do, so it comes once.
 // - Results are queued as events with shared, immutable replies, so many
 //   recipient_result events can carry one reply without copies. `finish_recipient`
 //   is the only place a recipient_result is made and it refuses a second one, which
@@ -94,6 +99,14 @@ std::string checked_helo_name(std::string name, const Limits& limits) {
     return "localhost";
 }
 
+// What tls_failed() puts into its local reply: one line, of bounded length.
+std::string one_line(std::string_view text) {
+    std::string line(text.substr(0, 200));
+    for (char& c : line)
+        if (c == '\r' || c == '\n' || c == '\0') c = ' ';
+    return line;
+}
+
 // The most send_mail() adds after the path; " SMTPUTF8" is already in the checked line.
 constexpr std::string_view max_mail_parameters = " SIZE=18446744073709551615 BODY=8BITMIME";
 
@@ -101,14 +114,15 @@ constexpr std::string_view max_mail_parameters = " SIZE=18446744073709551615 BOD
 
 struct ClientSession::Impl {
     enum class Phase : std::uint8_t {
-        greeting,  // waiting for 220
-        hello,     // EHLO or HELO sent
-        ready,     // transactions, one at a time
-        body,      // 354 came: the program writes the message
-        quitting,  // QUIT sent
+        greeting,   // waiting for 220
+        hello,      // EHLO or HELO sent
+        ready,      // transactions, one at a time
+        body,       // 354 came: the program writes the message
+        quitting,   // QUIT sent
+        handshake,  // STARTTLS got 220: the program runs the TLS handshake
         closed,
     };
-    enum class Sent : std::uint8_t { ehlo, helo, mail, rcpt, data, dot, rset, quit };
+    enum class Sent : std::uint8_t { ehlo, helo, starttls, mail, rcpt, data, dot, rset, quit };
     // A command awaiting its reply; `end` is its end in the output stream, counted
     // from the session's start, so we know whether the server can have seen it.
     struct Outstanding {
@@ -143,6 +157,7 @@ struct ClientSession::Impl {
     Phase phase = Phase::greeting;
     ServerCapabilities caps;
     bool quit_requested = false;
+    bool in_tls = false;     // tls_started() was called
     bool need_rset = false;  // a transaction failed: RSET before the next MAIL
     std::uint64_t next_id = 1;
 
@@ -379,9 +394,18 @@ struct ClientSession::Impl {
         push_line(Sent::ehlo);
     }
 
+    // The server said hello. STARTTLS first if it is offered and wanted; no TLS
+    // where `encrypt` demands it is a failure; else the session is ready.
     void on_hello(Sent command, const ReplyPtr& reply) {
         if (reply->is_positive()) {
             caps = command == Sent::ehlo ? parse_ehlo(*reply) : ServerCapabilities{};
+            if (!in_tls && config.tls != TlsPolicy::none && caps.starttls) {
+                send(Sent::starttls, "STARTTLS");  // RFC 3207 §4: no argument
+                return;
+            }
+            if (!in_tls && config.tls == TlsPolicy::encrypt)
+                return tls_unavailable(
+                    local_reply(451, "4.7.4 TLS is required, but STARTTLS was not offered"));
             phase = Phase::ready;
             emit(ClientEvent::Kind::ready);
         } else if (command == Sent::ehlo && reply->is_permanent()) {
@@ -393,11 +417,37 @@ struct ClientSession::Impl {
         }
     }
 
+    // STARTTLS answered: 220 starts the handshake (RFC 3207 §4). Refused (454 "TLS
+    // not available due to temporary reason", 501, ...): `may` goes on in
+    // plaintext on this connection, as Postfix does; `encrypt` gives up.
+    void on_starttls(const ReplyPtr& reply) {
+        if (reply->code == 220) {
+            phase = Phase::handshake;
+            emit(ClientEvent::Kind::tls_begin);
+            return;
+        }
+        if (config.tls == TlsPolicy::encrypt) {
+            std::string text = std::to_string(reply->code);
+            for (const std::string& line : reply->lines) (text += ' ') += line;
+            return tls_unavailable(local_reply(
+                451, fmt::format("4.7.4 TLS is required, but STARTTLS was refused: {}", one_line(text))));
+        }
+        phase = Phase::ready;
+        emit(ClientEvent::Kind::ready);
+    }
+
+    void tls_unavailable(const ReplyPtr& reply) {
+        // The server is in a sane state: say goodbye (RFC 5321 §4.1.1.10).
+        fail(ConnectionFailure::tls_unavailable, reply, true, true);
+    }
+
     // Which reply codes can answer which command (RFC 5321 §4.3.2): 354 only DATA,
-    // which has no 2xx; QUIT takes whatever comes.
+    // which has no 2xx; QUIT takes whatever comes; STARTTLS succeeds only with 220
+    // (RFC 3207 §4).
     static bool fits(Sent command, int code) noexcept {
         if (command == Sent::quit) return true;
         if (command == Sent::data) return code == 354 || code >= 400;
+        if (command == Sent::starttls) return code == 220 || code >= 400;
         return code < 300 || code >= 400;
     }
 
@@ -407,6 +457,8 @@ struct ClientSession::Impl {
                 return "EHLO";
             case Sent::helo:
                 return "HELO";
+            case Sent::starttls:
+                return "STARTTLS";
             case Sent::mail:
                 return "MAIL";
             case Sent::rcpt:
@@ -441,6 +493,9 @@ struct ClientSession::Impl {
             case Sent::ehlo:
             case Sent::helo:
                 on_hello(o.command, reply);
+                break;
+            case Sent::starttls:
+                on_starttls(reply);
                 break;
             case Sent::mail:
                 on_mail(reply);
@@ -549,9 +604,13 @@ struct ClientSession::Impl {
 
     void feed(std::string_view bytes) {
         if (phase == Phase::closed) return;
+        if (phase == Phase::handshake) {
+            if (!bytes.empty()) injected();
+            return;
+        }
         in.append(bytes);
         std::size_t used = 0;
-        while (phase != Phase::closed) {
+        while (phase != Phase::closed && phase != Phase::handshake) {
             const auto r = parser.parse(std::string_view(in).substr(used));
             used += r.consumed;
             if (r.status == ReplyParser::Status::need_more) break;
@@ -561,10 +620,47 @@ struct ClientSession::Impl {
             }
             on_reply(std::make_shared<const Reply>(std::move(parser.reply())));
         }
+        // Behind the 220 to STARTTLS: not even part of a reply may follow it.
+        if (phase == Phase::handshake && used < in.size()) injected();
         if (phase == Phase::closed)
             in.clear();
         else
             in.erase(0, used);
+    }
+
+    // Server bytes between STARTTLS's 220 and the handshake: a legitimate server
+    // says nothing until the client's TLS hello, so they are plaintext slipped in
+    // (by the server or a man in the middle), to be read later as if they came
+    // over TLS. Never read, never trusted: the connection fails.
+    void injected() {
+        // The tls_begin event is taken back if the program has not seen it yet, so
+        // it does not start a handshake on a connection that is already over.
+        if (!events.empty() && events.back().event.kind == ClientEvent::Kind::tls_begin) events.pop_back();
+        protocol_error("data after the 220 reply to STARTTLS");
+    }
+
+    Usage tls_started() {
+        if (phase == Phase::closed) return Usage::closed;
+        if (phase != Phase::handshake) return Usage::no_verdict_pending;
+        // RFC 3207 §4.2: "The client MUST discard any knowledge obtained from the
+        // server, such as the list of SMTP service extensions"; "SHOULD send EHLO".
+        in_tls = true;
+        caps = ServerCapabilities{};
+        parser.reset();
+        phase = Phase::hello;
+        fmt::format_to(std::back_inserter(out), "EHLO {}", config.helo_name);
+        push_line(Sent::ehlo);
+        return Usage::ok;
+    }
+
+    Usage tls_failed(std::string_view reason) {
+        if (phase == Phase::closed) return Usage::closed;
+        if (phase != Phase::handshake) return Usage::no_verdict_pending;
+        // No QUIT: the connection is in the middle of a handshake, and a plaintext
+        // QUIT would be read as TLS data.
+        fail(ConnectionFailure::tls_failed,
+             local_reply(451, fmt::format("4.7.5 TLS handshake failed: {}", one_line(reason))), true, false);
+        return Usage::ok;
     }
 };
 
@@ -603,6 +699,10 @@ Usage ClientSession::end_body() {
 
 void ClientSession::feed(std::string_view bytes) { impl_->feed(bytes); }
 
+Usage ClientSession::tls_started() { return impl_->tls_started(); }
+Usage ClientSession::tls_failed(std::string_view reason) { return impl_->tls_failed(reason); }
+bool ClientSession::in_tls() const noexcept { return impl_->in_tls; }
+
 void ClientSession::peer_closed() {
     impl_->fail(ConnectionFailure::peer_closed, local_reply(451, "4.4.2 Connection closed by the server"),
                 true, false);
@@ -622,6 +722,8 @@ std::uint32_t ClientSession::timeout_ms() const noexcept {
             return c.greeting_timeout_ms;
         case Impl::Phase::body:
             return c.data_block_timeout_ms;
+        case Impl::Phase::handshake:
+            return c.command_timeout_ms;  // bounds the TLS handshake too
         case Impl::Phase::closed:
             return 0;
         default:
@@ -668,7 +770,9 @@ void ClientSession::consume_output(std::size_t n) noexcept {
     }
 }
 
-bool ClientSession::want_read() const noexcept { return impl_->phase != Impl::Phase::closed; }
+bool ClientSession::want_read() const noexcept {
+    return impl_->phase != Impl::Phase::closed && impl_->phase != Impl::Phase::handshake;
+}
 bool ClientSession::want_write() const noexcept { return !pending_output().empty(); }
 bool ClientSession::should_close() const noexcept {
     return impl_->phase == Impl::Phase::closed && pending_output().empty();
@@ -702,6 +806,10 @@ std::string_view failure_name(ConnectionFailure failure) noexcept {
             return "peer_closed";
         case ConnectionFailure::closed_by_server:
             return "closed_by_server";
+        case ConnectionFailure::tls_unavailable:
+            return "tls_unavailable";
+        case ConnectionFailure::tls_failed:
+            return "tls_failed";
     }
     return "unknown";
 }

@@ -50,6 +50,10 @@ constexpr std::array error_table{
     ErrorInfo{"bad_sequence", "Bad sequence of commands", 503, s(5, 5, 1)},
     ErrorInfo{"not_implemented", "Command not implemented", 502, s(5, 5, 1)},
     ErrorInfo{"no_valid_recipients", "No valid recipients", 554, s(5, 5, 1)},
+    // RFC 3207 §4: "530 Must issue a STARTTLS command first"; 5.7.0 as RFC 3207
+    // and Postfix use. A second STARTTLS is out of sequence (§4.2: "MUST NOT").
+    ErrorInfo{"tls_required", "Must issue a STARTTLS command first", 530, s(5, 7, 0)},
+    ErrorInfo{"tls_active", "TLS already active", 503, s(5, 5, 1)},
     ErrorInfo{"too_many_recipients", "Too many recipients", 452, s(4, 5, 3)},
     ErrorInfo{"too_many_errors", "Too many errors, closing connection", 421, s(4, 7, 0)},
     ErrorInfo{"timed_out", "Timeout, closing connection", 421, s(4, 4, 2)},

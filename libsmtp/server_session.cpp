@@ -10,8 +10,12 @@
 //   in place until that event's view expires: compact() runs only in next_event()
 //   and in verdicts, and never while a verdict is pending.
 // - Output: a step (one command, one verdict, one closing 421) writes at most
-//   `step_lines` lines of at most `line_max_` octets each, and a step runs only
+//   `step_lines_` lines of at most `line_max_` octets each, and a step runs only
 //   while that much room is left, so pending output never exceeds out_capacity_.
+// - STARTTLS (RFC 3207): in state `tls` nothing is read: the bytes buffered after
+//   the STARTTLS line were dropped when it was answered, and feed() drops what
+//   comes until tls_started(). No byte sent in plaintext after STARTTLS is ever
+//   parsed, whatever the chunking (CVE-2011-0411, the command injection).
 // - No allocation after construction: events are values in a fixed queue, text is
 //   built in a reserved scratch string.
 #include <smtp/server_session.hpp>
@@ -33,9 +37,11 @@ using detail::ServerInput;
 using detail::ServerState;
 using Kind = ServerEvent::Kind;
 
-// The most reply lines one step writes: the EHLO reply (7 lines) plus a 421 that
-// a timeout() or shutdown() may add before the program drains the output.
-constexpr std::size_t step_lines = 8;
+// The most reply lines one step writes: the EHLO reply (7 lines, 8 with STARTTLS)
+// plus a 421 that a timeout() or shutdown() may add before the program drains the
+// output. Without STARTTLS the bound stays 8, so output_buffer means what it did.
+constexpr std::size_t max_step_lines = 9;
+constexpr std::size_t step_lines_for(const ServerExtensions& x) noexcept { return x.starttls ? 9 : 8; }
 
 // Reply lines are cut to Limits::reply_line (RFC 5321 §4.5.3.1.5: 512 with CRLF),
 // but never below this, so a code, a status and some text always fit.
@@ -103,11 +109,11 @@ struct ServerSession::Impl {
     std::string_view pending_output() const noexcept { return std::string_view(out_).substr(out_head_); }
     // What feed() would take now: once closed, anything (it is discarded).
     std::size_t input_room() const noexcept {
-        return state_ == ServerState::closed ? std::numeric_limits<std::size_t>::max()
-                                             : in_capacity_ - in_end_;
+        return discarding() ? std::numeric_limits<std::size_t>::max() : in_capacity_ - in_end_;
     }
     std::uint32_t timeout_ms() const noexcept;
     std::string_view protocol() const noexcept;
+    Usage tls_started();
 
     // --- steps ---------------------------------------------------------------------
     void run();
@@ -115,6 +121,7 @@ struct ServerSession::Impl {
     void command(std::string_view line);
     void mail_command();
     void rcpt_command();
+    void starttls_command(const detail::Transition& t);
     bool data_step();
     void message_ended();
     void pregreeted();
@@ -125,11 +132,14 @@ struct ServerSession::Impl {
     std::string_view input() const noexcept { return {in_.get() + in_begin_, in_end_ - in_begin_}; }
     bool greeted() const noexcept { return greeting_written_ && out_sent_ >= greeting_end_; }
     bool output_room() const noexcept {
-        return pending_output().size() + step_lines * line_max_ <= out_capacity_;
+        return pending_output().size() + step_lines_ * line_max_ <= out_capacity_;
     }
     ServerExtensions offered() const noexcept {
-        return esmtp_ ? config_.extensions : ServerExtensions{false, false, false, false, false, false};
+        return esmtp_ ? config_.extensions
+                      : ServerExtensions{false, false, false, false, false, false, false};
     }
+    // Input is thrown away: closed, or between STARTTLS's 220 and tls_started().
+    bool discarding() const noexcept { return state_ == ServerState::closed || state_ == ServerState::tls; }
     void compact() noexcept;
     void push(const ServerEvent& e) noexcept;
     std::optional<ServerEvent> pop() noexcept;
@@ -145,8 +155,9 @@ struct ServerSession::Impl {
     }
 
     ServerConfig config_;
+    std::size_t step_lines_;    // the most reply lines one step writes
     std::size_t line_max_;      // longest reply line, CRLF included
-    std::size_t out_capacity_;  // output_buffer, at least step_lines * line_max_
+    std::size_t out_capacity_;  // output_buffer, at least step_lines_ * line_max_
 
     // Input: [in_begin_, in_end_) is not yet read; [0, in_begin_) was read and may
     // still be pointed at by the current event.
@@ -172,6 +183,7 @@ struct ServerSession::Impl {
     bool connect_asked_ = false;
     bool esmtp_ = false;  // the accepted hello was EHLO
     bool said_hello_ = false;
+    bool in_tls_ = false;  // tls_started() was called
     std::string helo_;
     bool transaction_utf8_ = false;  // the accepted MAIL of this transaction had SMTPUTF8
     bool last_utf8_ = false;         // ... of this or the last transaction (for protocol())
@@ -187,8 +199,9 @@ struct ServerSession::Impl {
 
 ServerSession::Impl::Impl(ServerConfig c)
     : config_(std::move(c)),
+      step_lines_(step_lines_for(config_.extensions)),
       line_max_(std::max(config_.limits.reply_line, min_reply_line)),
-      out_capacity_(std::max(config_.output_buffer, step_lines * line_max_)),
+      out_capacity_(std::max(config_.output_buffer, step_lines_ * line_max_)),
       // Twice a command line: a partial line left at the end of a full buffer then
       // always starts in its second half, where compact() moves it to the front.
       in_capacity_(std::max(config_.input_buffer, 2 * config_.limits.command_line)),
@@ -203,7 +216,10 @@ ServerSession::Impl::Impl(ServerConfig c)
 // ------------------------------------------------------------------ input
 
 std::size_t ServerSession::Impl::feed(std::string_view bytes) noexcept {
-    if (state_ == ServerState::closed) return bytes.size();  // nobody reads it any more
+    // Closed: nobody reads it any more. Awaiting the TLS handshake: whatever comes
+    // in plaintext now must never be read as commands (RFC 3207 §4.2 resets the
+    // session; CVE-2011-0411 is a server that did read it).
+    if (discarding()) return bytes.size();
     const std::size_t n = std::min(bytes.size(), in_capacity_ - in_end_);
     if (n == 0) return 0;
     std::memcpy(in_.get() + in_end_, bytes.data(), n);
@@ -263,7 +279,7 @@ std::optional<ServerEvent> ServerSession::Impl::next_event() {
 // Runs steps until one produces an event or none can proceed. Bounded: every step
 // queues an event, closes, or consumes input.
 void ServerSession::Impl::run() {
-    while (queue_size_ == 0 && pending_ == Pending::none && state_ != ServerState::closed) {
+    while (queue_size_ == 0 && pending_ == Pending::none && !discarding()) {
         if (state_ == ServerState::connected) {
             if (!connect_asked_) {
                 connect_asked_ = true;
@@ -310,6 +326,21 @@ void ServerSession::Impl::command(std::string_view line) {
     options.smtputf8 = in_transaction ? transaction_utf8_ : offered().smtputf8;
     const ParseResult parsed = parse_command(line, command_, options, config_.limits);
 
+    // What the configuration decides comes before the table (server_states.hpp).
+    // A refused connection answers 503 to all but QUIT, so it is left to the table.
+    if (state_ != ServerState::refused) {
+        const Verb v = command_.verb;
+        // RFC 3207 §4: "530 Must issue a STARTTLS command first". MAIL is what
+        // matters; RCPT and DATA get the same answer rather than a 503 that would
+        // suggest MAIL could come first.
+        if (config_.require_tls && !in_tls_ && (v == Verb::mail || v == Verb::rcpt || v == Verb::data))
+            return refuse(Errc::tls_required);
+        if (v == Verb::starttls && !config_.extensions.starttls) return refuse(Errc::not_implemented);
+        // §4.2: no STARTTLS in the EHLO reply after the handshake, and "a client
+        // MUST NOT attempt to start a TLS session if a TLS session is already active".
+        if (v == Verb::starttls && in_tls_) return refuse(Errc::tls_active);
+    }
+
     // The order first, then the arguments: a command out of order is refused
     // whatever it says (as Postfix and OpenSMTPD do).
     const detail::Transition& t = detail::server_transition(state_, detail::input_of(command_.verb));
@@ -346,6 +377,8 @@ void ServerSession::Impl::command(std::string_view line) {
             reply(221, {2, 0, 0}, "Bye");
             state_ = t.to;
             return push({.kind = Kind::quit});
+        case Verb::starttls:
+            return starttls_command(t);
         case Verb::vrfy:
         case Verb::expn:
             // RFC 5321 §7.3: a server that does not verify "MUST return a 252
@@ -376,6 +409,36 @@ void ServerSession::Impl::rcpt_command() {
     // them again in another transaction.
     if (recipients_ >= config_.max_recipients) return refuse(Errc::too_many_recipients);
     ask({.kind = Kind::rcpt_to, .command = &command_}, Pending::rcpt);
+}
+
+void ServerSession::Impl::starttls_command(const detail::Transition& t) {
+    // RFC 3207 §4: "220 Ready to start TLS"; the handshake follows at once.
+    reply(220, {2, 0, 0}, "Ready to start TLS");
+    state_ = t.to;
+    // The bytes after the STARTTLS line were sent before the client could have seen
+    // the 220, in plaintext: an injection (CVE-2011-0411), or a broken client.
+    // Either way they are not the TLS stream's. in_begin_ is already past the line.
+    in_end_ = in_begin_;
+    push({.kind = Kind::tls_begin});
+}
+
+Usage ServerSession::Impl::tls_started() {
+    if (state_ == ServerState::closed) return Usage::closed;
+    if (state_ != ServerState::tls) return Usage::no_verdict_pending;
+    // The 220 must reach the client in plaintext, before the handshake.
+    if (!pending_output().empty()) return Usage::output_pending;
+    // RFC 3207 §4.2: back to the state after the greeting; everything the client
+    // said before is forgotten: its HELO name, the ESMTP mode, any transaction.
+    state_ = detail::server_transition(state_, ServerInput::tls_started).to;
+    in_tls_ = true;
+    esmtp_ = false;
+    said_hello_ = false;
+    helo_.clear();
+    end_transaction();
+    last_utf8_ = false;
+    in_begin_ = in_end_ = 0;
+    reader_ = CommandLineReader(config_.limits);
+    return Usage::ok;
 }
 
 // ------------------------------------------------------------------ message data
@@ -514,7 +577,7 @@ void ServerSession::Impl::hello_accepted(std::string_view text) {
         scratch_ += text;
     }
     std::array<char, 32> size_line{};
-    std::array<std::string_view, 8> lines{};
+    std::array<std::string_view, max_step_lines> lines{};
     std::size_t n = 0;
     lines[n++] = scratch_;
     if (esmtp_) {
@@ -529,6 +592,9 @@ void ServerSession::Impl::hello_accepted(std::string_view text) {
         if (x.enhanced_status_codes) lines[n++] = "ENHANCEDSTATUSCODES";
         if (x.smtputf8) lines[n++] = "SMTPUTF8";
         if (x.dsn) lines[n++] = "DSN";
+        // RFC 3207 §4.2: "A server MUST NOT return the STARTTLS extension in
+        // response to an EHLO command received after a TLS handshake has completed."
+        if (x.starttls && !in_tls_) lines[n++] = "STARTTLS";
     }
     reply_lines(250, std::span<const std::string_view>(lines.data(), n));
     if (had_transaction) push({.kind = Kind::reset});
@@ -557,7 +623,7 @@ void ServerSession::Impl::reply(int code, EnhancedStatus status, std::string_vie
 }
 
 void ServerSession::Impl::reply_lines(int code, std::span<const std::string_view> lines) {
-    std::array<std::string_view, 8> clipped{};
+    std::array<std::string_view, max_step_lines> clipped{};
     const std::size_t n = std::min(lines.size(), clipped.size());
     for (std::size_t i = 0; i < n; ++i) clipped[i] = clip(lines[i], line_max_ - 2 - 4);
     if (out_head_ > 0) {
@@ -586,6 +652,8 @@ void ServerSession::Impl::count_error() {
 
 void ServerSession::Impl::close_with(Errc e) {
     if (state_ == ServerState::closed) return;
+    // During the handshake a plaintext reply would be read as TLS data: just close.
+    if (state_ == ServerState::tls) return close(0);
     const ErrorInfo& info = error_info(e);
     reply(info.reply_code, info.status, info.reason);
     close(info.reply_code);
@@ -615,11 +683,14 @@ void ServerSession::Impl::consume_output(std::size_t n) noexcept {
 std::uint32_t ServerSession::Impl::timeout_ms() const noexcept {
     if (state_ == ServerState::closed || state_ == ServerState::connected || pending_ != Pending::none)
         return 0;
+    // In `tls` the wait is for the client's handshake: the command timeout bounds it.
     return state_ == ServerState::data ? config_.data_timeout_ms : config_.command_timeout_ms;
 }
 
 std::string_view ServerSession::Impl::protocol() const noexcept {
-    // RFC 3848 §2 "SMTP"/"ESMTP"; RFC 6531 §3.7.3 "UTF8SMTP" for SMTPUTF8 mail.
+    // RFC 3848 §2 "SMTP"/"ESMTP", "ESMTPS" for ESMTP with STARTTLS; RFC 6531
+    // §3.7.3 "UTF8SMTP", "UTF8SMTPS" for SMTPUTF8 mail (with STARTTLS).
+    if (in_tls_) return last_utf8_ ? "UTF8SMTPS" : "ESMTPS";
     if (!esmtp_) return "SMTP";
     return last_utf8_ ? "UTF8SMTP" : "ESMTP";
 }
@@ -643,14 +714,14 @@ void ServerSession::shutdown() { impl_->close_with(Errc::shutting_down); }
 std::uint32_t ServerSession::timeout_ms() const noexcept { return impl_->timeout_ms(); }
 std::string_view ServerSession::pending_output() const noexcept { return impl_->pending_output(); }
 void ServerSession::consume_output(std::size_t n) noexcept { impl_->consume_output(n); }
-bool ServerSession::want_read() const noexcept {
-    return impl_->state_ != ServerState::closed && impl_->input_room() > 0;
-}
+bool ServerSession::want_read() const noexcept { return !impl_->discarding() && impl_->input_room() > 0; }
 bool ServerSession::want_write() const noexcept { return !impl_->pending_output().empty(); }
 bool ServerSession::should_close() const noexcept {
     return impl_->state_ == ServerState::closed && impl_->pending_output().empty();
 }
 std::string_view ServerSession::protocol() const noexcept { return impl_->protocol(); }
 std::string_view ServerSession::helo_name() const noexcept { return impl_->helo_; }
+Usage ServerSession::tls_started() { return impl_->tls_started(); }
+bool ServerSession::in_tls() const noexcept { return impl_->in_tls_; }
 
 }  // namespace smtp

@@ -1,4 +1,5 @@
-// THE server state table (RFC 5321 §3, §4.1.1, §4.1.4, §4.3.2; RFC 2920 §3.1).
+// THE server state table (RFC 5321 §3, §4.1.1, §4.1.4, §4.3.2; RFC 2920 §3.1;
+// RFC 3207 for STARTTLS).
 // See server_states.hpp for how to read it. Each state that reads commands lists
 // every verb, so the static_assert below can prove the table total.
 #include "server_states.hpp"
@@ -56,7 +57,7 @@ constexpr std::array rows{
     go(S::start, I::expn, S::start),
     no(S::start, I::help, unimplemented),
     no(S::start, I::bdat, unimplemented),
-    no(S::start, I::starttls, unimplemented),
+    no(S::start, I::starttls, sequence),  // offered in the EHLO reply: after HELO/EHLO
     no(S::start, I::auth, unimplemented),
     no(S::start, I::unknown, unrecognized),
 
@@ -73,7 +74,7 @@ constexpr std::array rows{
     go(S::ready, I::expn, S::ready),
     no(S::ready, I::help, unimplemented),
     no(S::ready, I::bdat, unimplemented),
-    no(S::ready, I::starttls, unimplemented),
+    go(S::ready, I::starttls, S::tls),  // 220, then the handshake (RFC 3207 §4)
     no(S::ready, I::auth, unimplemented),
     no(S::ready, I::unknown, unrecognized),
 
@@ -92,7 +93,7 @@ constexpr std::array rows{
     go(S::mail, I::expn, S::mail),
     no(S::mail, I::help, unimplemented),
     no(S::mail, I::bdat, unimplemented),
-    no(S::mail, I::starttls, unimplemented),
+    no(S::mail, I::starttls, sequence),  // not inside a transaction
     no(S::mail, I::auth, unimplemented),
     no(S::mail, I::unknown, unrecognized),
 
@@ -109,13 +110,20 @@ constexpr std::array rows{
     go(S::rcpt, I::expn, S::rcpt),
     no(S::rcpt, I::help, unimplemented),
     no(S::rcpt, I::bdat, unimplemented),
-    no(S::rcpt, I::starttls, unimplemented),
+    no(S::rcpt, I::starttls, sequence),  // not inside a transaction
     no(S::rcpt, I::auth, unimplemented),
     no(S::rcpt, I::unknown, unrecognized),
 
     // Message data ends at the final dot; the program decides on the message
     // (unless the data broke a rule: the session answers that itself). HELO stays.
     ask(S::data, I::final_dot, S::ready),
+
+    // STARTTLS was answered 220; what the client sent after it is discarded (the
+    // command injection of CVE-2011-0411). After the handshake the session starts
+    // afresh, as after the greeting: "the SMTP protocol is reset to the initial
+    // state" and "the server MUST discard any knowledge obtained from the client"
+    // (RFC 3207 §4.2), so HELO/EHLO comes again before anything else.
+    go(S::tls, I::tls_started, S::start),
 };
 
 constexpr std::size_t none = rows.size();
@@ -159,15 +167,16 @@ const Transition& server_transition(ServerState from, ServerInput input) noexcep
 }
 
 std::string_view state_name(ServerState s) noexcept {
-    static constexpr std::string_view names[] = {"connected", "refused", "start", "ready",
-                                                 "mail",      "rcpt",    "data",  "closed"};
+    static constexpr std::string_view names[] = {"connected", "refused", "start", "ready", "mail",
+                                                 "rcpt",      "data",    "tls",   "closed"};
     const auto i = static_cast<std::size_t>(s);
     return i < std::size(names) ? names[i] : "invalid";
 }
 
 std::string_view input_name(ServerInput i) noexcept {
     if (i <= ServerInput::unknown) return verb_name(static_cast<Verb>(i));
-    return i == ServerInput::connect ? "connect" : "final dot";
+    if (i == ServerInput::connect) return "connect";
+    return i == ServerInput::final_dot ? "final dot" : "TLS started";
 }
 
 }  // namespace smtp::detail

@@ -12,6 +12,11 @@
 // (RFC 5321 §3.8); a rejected verdict leaves the state as it was (RFC 5321 §4.1.4
 // for EHLO), except for the connection itself (5xx: refused, 4xx: closed) and the
 // end of a message (the transaction is over either way).
+// Nor what depends on the configuration rather than the state, checked before the
+// table in every state but `refused`: the STARTTLS rows are those of a server that
+// offers STARTTLS (RFC 3207); not offered, STARTTLS gets 502 5.5.1 as before, and
+// once in TLS 503 5.5.1 (tls_active, §4.2). With ServerConfig::require_tls, MAIL,
+// RCPT and DATA before TLS get 530 5.7.0 (tls_required, §4).
 // Thread safety: immutable data.
 #ifndef SMTP_SERVER_STATES_HPP
 #define SMTP_SERVER_STATES_HPP
@@ -34,6 +39,7 @@ enum class ServerState : std::uint8_t {
     mail,       // MAIL accepted; no recipient accepted yet
     rcpt,       // at least one RCPT accepted
     data,       // reading message data after 354
+    tls,        // STARTTLS answered 220: input is discarded until tls_started()
     closed,     // after 221 or 421 (or a 4xx greeting); nothing more is read or said
 };
 constexpr std::size_t server_state_count = static_cast<std::size_t>(ServerState::closed) + 1;
@@ -55,11 +61,12 @@ enum class ServerInput : std::uint8_t {
     bdat,
     starttls,
     auth,
-    unknown,    // a line that is no known command
-    connect,    // the program's verdict on a new connection
-    final_dot,  // the CRLF.CRLF that ends message data
+    unknown,      // a line that is no known command
+    connect,      // the program's verdict on a new connection
+    final_dot,    // the CRLF.CRLF that ends message data
+    tls_started,  // the program finished the TLS handshake (RFC 3207 §4.2)
 };
-constexpr std::size_t server_input_count = static_cast<std::size_t>(ServerInput::final_dot) + 1;
+constexpr std::size_t server_input_count = static_cast<std::size_t>(ServerInput::tls_started) + 1;
 static_assert(static_cast<int>(ServerInput::unknown) == static_cast<int>(Verb::unknown),
               "ServerInput must list the verbs in Verb's order");
 
@@ -82,7 +89,7 @@ std::span<const Transition> server_transitions() noexcept;
 const Transition& server_transition(ServerState from, ServerInput input) noexcept;
 
 std::string_view state_name(ServerState s) noexcept;  // "ready"
-std::string_view input_name(ServerInput i) noexcept;  // "MAIL", "unknown", "final dot"
+std::string_view input_name(ServerInput i) noexcept;  // "MAIL", "unknown", "final dot", "TLS started"
 
 }  // namespace smtp::detail
 

@@ -832,6 +832,11 @@ void DeliveryThread::Loop::on_event(Connection& c, const ClientEvent& event, Clo
                 log_.info("{}: connection failed ({}): {}", c.relay, failure_name(event.failure), reply);
             break;
         }
+        case Kind::tls_begin:
+            // ClientConfig::tls stays none until TLS is configured (issue 6): no
+            // STARTTLS is sent, so no handshake can be asked for.
+            static_cast<void>(c.session.tls_failed("TLS is not configured"));
+            break;
         case Kind::closed:
             break;
     }

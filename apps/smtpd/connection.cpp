@@ -291,6 +291,12 @@ void Connection::on_event(const ServerEvent& event) {
             if (event.error == Errc::pregreet)
                 context_->log->info("reject: pregreet from {}[{}]", client_name(), address_);
             break;
+        case Kind::tls_begin:
+            // STARTTLS is not offered until TLS is configured (issue 6), so the
+            // session cannot get here; should it, no handshake follows: close.
+            end_transaction();
+            close_now();
+            break;
         case Kind::closing:
             end_transaction();
             if (event.reply_code == 421 && !ending_)

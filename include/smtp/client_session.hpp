@@ -19,7 +19,30 @@
 //         while (auto ev = c.next_event()) {
 //             need_body:        c.write_body(chunk)... c.end_body();
 //             recipient_result: record ev->outcome and ev->reply for that recipient
+//             tls_begin:        TLS handshake; c.tls_started() or c.tls_failed(why)
 //         }
+//
+// STARTTLS (RFC 3207), by ClientConfig::tls. With `may` or `encrypt`, when the
+// EHLO reply offers STARTTLS, STARTTLS goes out before anything else. Its 220 gives
+// a tls_begin event: the program runs the TLS handshake, then calls tls_started()
+// (the session forgets the capabilities, says EHLO again, and goes on over TLS,
+// RFC 3207 §4.2) or tls_failed(reason) (a connection-level `failed`, tls_failed,
+// "451 4.7.5 TLS handshake failed: reason", every recipient temporary; no QUIT: the
+// connection is mid-handshake). Any byte the server sends after its 220 and
+// before the handshake is plaintext injected where none can come: a
+// protocol_error, and the connection fails (RFC 3207 §4.2 bars trusting anything
+// from before the handshake; the client side of CVE-2011-0411).
+// No STARTTLS offered (or HELO only): `may` goes on in plaintext; `encrypt` fails
+// with tls_unavailable, "451 4.7.4 TLS is required, but STARTTLS was not offered",
+// and sends QUIT. STARTTLS answered 4xx/5xx: `may` goes on in plaintext on the same
+// connection, as Postfix does at level "may"; `encrypt` fails with
+// tls_unavailable ("451 4.7.4 TLS is required, but STARTTLS was refused: <reply>")
+// and sends QUIT. (421 is closed_by_server, as always.) Enhanced codes as Postfix
+// uses them: RFC 3463 X.7.4 "security features not supported", X.7.5
+// "cryptographic failure"; 451 because another try (or another MX) may work.
+// `ready` comes once per connection, when the capabilities are final: after the
+// EHLO (or HELO) that follows the handshake; without TLS after the plain one (with
+// `may`: after STARTTLS was refused). Messages submitted meanwhile wait for it.
 //
 // Every recipient of every submitted message gets exactly one recipient_result,
 // then its message one message_result, whatever happens to the connection: a
@@ -55,12 +78,21 @@
 
 namespace smtp {
 
+// When to use STARTTLS (RFC 3207); the names are Postfix's smtp_tls_security_level.
+enum class TlsPolicy : std::uint8_t {
+    none,     // never, even when offered
+    may,      // when offered; else, or when refused, in plaintext (opportunistic)
+    encrypt,  // always: a server that does not offer it or refuses it gets no mail
+};
+
 struct ClientConfig {
     // Our name in EHLO/HELO: a domain or an address literal (RFC 5321 §4.1.1.1).
     // Anything else is replaced by "localhost", so no command can be injected.
     std::string helo_name = "localhost";
     Limits limits;
     bool use_pipelining = true;  // pipeline when the server offers it
+    // STARTTLS: only for a program that can run a TLS handshake (tls_begin).
+    TlsPolicy tls = TlsPolicy::none;
 
     // RFC 5321 §4.5.3.2: how long to wait for each reply.
     std::uint32_t greeting_timeout_ms = 300'000;    // §4.5.3.2.1: 5 minutes
@@ -70,7 +102,9 @@ struct ClientConfig {
     std::uint32_t data_end_timeout_ms = 600'000;    // §4.5.3.2.6: reply to the final dot
 };
 
-// What the server offered in its EHLO reply (all false after HELO).
+// What the server offered in its EHLO reply (all false after HELO). After
+// STARTTLS, the post-handshake EHLO reply's: `starttls` is then false, as the
+// server must not offer it again (RFC 3207 §4.2).
 struct ServerCapabilities {
     bool esmtp = false;
     bool pipelining = false;
@@ -105,6 +139,9 @@ enum class ConnectionFailure : std::uint8_t {
     timeout,           // the program called timeout()
     peer_closed,       // the program called peer_closed() before QUIT was answered
     closed_by_server,  // 421 to a command: the server is closing the connection
+    tls_unavailable,   // TlsPolicy::encrypt, but STARTTLS was not offered or was refused;
+                       // 451 4.7.4, QUIT is sent
+    tls_failed,        // the program called tls_failed(): 451 4.7.5
 };
 
 // "delivered", "temporary", "permanent"; "none", "greeting_refused", ... : the
@@ -114,7 +151,8 @@ std::string_view failure_name(ConnectionFailure failure) noexcept;
 
 struct ClientEvent {
     enum class Kind : std::uint8_t {
-        ready,             // greeting and EHLO/HELO done; capabilities() is known
+        ready,             // greeting and EHLO/HELO done (after TLS, if any): capabilities()
+                           // is known. Once per connection
         need_body,         // 354 came for `message`: write_body() ... end_body()
         recipient_result,  // `message`, `recipient`: `outcome`, `reply`
         message_result,    // `message` is finished: delivered to `delivered` recipients
@@ -123,6 +161,8 @@ struct ClientEvent {
                            // output is dropped
         closed,            // the conversation is over (QUIT answered: `reply` is that
                            // answer; or after failed)
+        tls_begin,         // STARTTLS was answered 220: run the TLS handshake, then call
+                           // tls_started() or tls_failed()
     };
     Kind kind;
     std::uint64_t message = 0;  // the id submit() returned
@@ -171,8 +211,21 @@ public:
     Usage write_body(std::string_view chunk);
     Usage end_body();
 
+    // --- TLS (RFC 3207) -----------------------------------------------------------
+    // After tls_begin: the handshake succeeded; EHLO goes out (over TLS, as all
+    // output from now on). Or it failed: `failed` with tls_failed, every unfinished
+    // recipient temporary; `reason` (CR, LF and NUL become spaces) ends the local
+    // reply "451 4.7.5 TLS handshake failed: reason". Both return
+    // Usage::no_verdict_pending when no handshake is awaited, Usage::closed once
+    // closed, and change nothing then.
+    Usage tls_started();
+    Usage tls_failed(std::string_view reason);
+    bool in_tls() const noexcept;  // tls_started() was called
+
     // --- input from the network and the clock -----------------------------------
     // Takes all of `bytes` (replies are parsed as they complete; ignored once closed).
+    // Bytes after STARTTLS's 220, in the same feed or before tls_started(), fail
+    // the connection (protocol_error): see above.
     void feed(std::string_view bytes);
     // The server closed the connection (EOF), or timeout_ms() expired: `failed`.
     // Unsent output is dropped. Nothing happens once closed.
@@ -181,7 +234,7 @@ public:
     // The wait that applies now (RFC 5321 §4.5.3.2), by what is awaited: the
     // greeting, the oldest outstanding command's reply (DATA, the final dot, or
     // another), or data_block_timeout_ms while the program writes the body;
-    // 0 when nothing is awaited.
+    // 0 when nothing is awaited. During the TLS handshake: command_timeout_ms.
     std::uint32_t timeout_ms() const noexcept;
 
     std::optional<ClientEvent> next_event();
@@ -189,7 +242,7 @@ public:
     // --- output to the network ---------------------------------------------------
     std::string_view pending_output() const noexcept;  // valid until the next non-const call
     void consume_output(std::size_t n) noexcept;
-    bool want_read() const noexcept;     // not closed: replies (or a 421) may come
+    bool want_read() const noexcept;     // not closed, no TLS handshake: replies may come
     bool want_write() const noexcept;    // pending_output() is not empty
     bool should_close() const noexcept;  // over, and all output consumed
 

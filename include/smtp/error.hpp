@@ -65,6 +65,8 @@ enum class Errc : std::uint8_t {
     bad_sequence,         // 503 5.5.1 command out of order (RFC 5321 §4.1.4)
     not_implemented,      // 502 5.5.1 known command this server does not do
     no_valid_recipients,  // 554 5.5.1 DATA with no accepted recipient (RFC 2920 §3.1)
+    tls_required,         // 530 5.7.0 MAIL, RCPT or DATA before STARTTLS (RFC 3207 §4)
+    tls_active,           // 503 5.5.1 STARTTLS inside TLS (RFC 3207 §4.2)
     too_many_recipients,  // 452 4.5.3 over ServerConfig::max_recipients
     too_many_errors,      // 421 4.7.0 over ServerConfig::max_errors; closes
     timed_out,            // 421 4.4.2 the peer was silent too long; closes

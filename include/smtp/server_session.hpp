@@ -10,6 +10,7 @@
 //   s.feed(bytes);                          // buffers input (bounded)
 //   while (auto ev = s.next_event()) {      // connect, hello, mail_from, rcpt_to, ...
 //       if (ev->needs_verdict) s.accept();  // or s.reject(...), now or later
+//       // tls_begin: send the output, TLS handshake, then s.tls_started()
 //   }
 //   send(s.pending_output()); s.consume_output(n_sent);
 //   if (s.should_close()) close the socket;
@@ -20,8 +21,9 @@
 // accepted new HELO/EHLO resets any transaction (a refused one changes nothing,
 // §4.1.4); QUIT answers 221 and closes. Out of order: 503 5.5.1, checked before the
 // arguments. VRFY, EXPN: 252 (§7.3: a server that does not verify says 252). Known
-// but not offered (HELP, BDAT, STARTTLS, AUTH): 502 5.5.1. Unknown: 500 5.5.2. A
-// connection refused with 5xx answers 503 to all but QUIT (§3.1).
+// but not offered (HELP, BDAT, AUTH; STARTTLS unless ServerExtensions::starttls):
+// 502 5.5.1. Unknown: 500 5.5.2. A connection refused with 5xx answers 503 to all
+// but QUIT (§3.1).
 // The session honours only the extensions its EHLO reply offered: after HELO, or
 // with an extension switched off, its MAIL/RCPT parameters get 555 5.5.4; without
 // ENHANCEDSTATUSCODES replies carry no enhanced status code.
@@ -30,13 +32,26 @@
 // Pregreet: bytes fed before the greeting was produced and fully consumed were not
 // sent in reply to it; once the connection is accepted the session answers them
 // 554 5.5.0 (after the greeting), emits protocol_error and closes.
+// STARTTLS (RFC 3207), when ServerExtensions::starttls: offered in the EHLO reply
+// until TLS is on (§4.2: not after). Accepted only after HELO/EHLO and outside a
+// transaction (else 503 5.5.1), without argument (else 501 5.5.4); inside TLS
+// 503 5.5.1 "TLS already active". Accepted, it is answered "220 2.0.0 Ready to
+// start TLS" and gives a tls_begin event; from the end of the STARTTLS line on,
+// every byte already buffered and every byte fed until tls_started() is discarded,
+// never parsed (plaintext injected before the handshake, CVE-2011-0411). The
+// program sends the 220, runs the handshake, and calls tls_started(): the session
+// forgets what the client said (HELO name, transaction), goes back to "greeted,
+// no HELO" (§4.2) and reads the decrypted stream. A failed handshake: the program
+// closes the connection; nothing can be said in plaintext any more, so timeout()
+// and shutdown() during the handshake close without a reply.
+// ServerConfig::require_tls: MAIL, RCPT and DATA before TLS get 530 5.7.0.
 //
 // Memory: input is buffered up to ServerConfig::input_buffer octets (allocated once,
 // at least two command lines). Output never exceeds ServerConfig::output_buffer: a
 // command is processed only while the worst a step can write (8 reply lines of
-// Limits::reply_line octets: the EHLO reply and a 421) still fits, so output_buffer
-// is raised to at least 8 * reply_line; input processing pauses until the program
-// consumes output. No peer input can make the session hold more.
+// Limits::reply_line octets, 9 with STARTTLS offered: the EHLO reply and a 421)
+// still fits, so output_buffer is raised to at least that; input processing pauses
+// until the program consumes output. No peer input can make the session hold more.
 // Errors: peer errors become replies (and protocol_error events); every 4xx/5xx
 // reply, the program's rejections included, counts towards max_errors; a message
 // accepted after its final dot sets the count back to zero. Misuse by
@@ -69,6 +84,9 @@ struct ServerExtensions {
     bool enhanced_status_codes = true;  // RFC 2034
     bool smtputf8 = true;               // RFC 6531
     bool dsn = false;                   // RFC 3461: without it RET/ENVID/NOTIFY/ORCPT get 555
+    // RFC 3207. Off by default: only a program that can run a TLS handshake (and
+    // call tls_started()) may offer it.
+    bool starttls = false;
 };
 
 struct ServerConfig {
@@ -77,6 +95,13 @@ struct ServerConfig {
     ParseOptions leniency;  // smtputf8 is set by the session, per transaction
     DataOptions data;
     ServerExtensions extensions;
+
+    // RFC 3207 §4: MAIL, RCPT and DATA before TLS get "530 5.7.0 Must issue a
+    // STARTTLS command first". The program sets it per connection (say, for
+    // clients that may relay); §4 forbids it on a publicly-referenced server
+    // ("MUST NOT require use of the STARTTLS extension in order to deliver mail
+    // locally"). Meaningless without extensions.starttls: nothing could be sent.
+    bool require_tls = false;
 
     // RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted; more: 452 4.5.3.
     std::size_t max_recipients = 100;
@@ -102,6 +127,7 @@ enum class Usage : std::uint8_t {
     no_verdict_pending,  // accept()/reject() with no event waiting for one
     bad_reply_code,      // reject() with a code that is not 4xx/5xx
     closed,              // the session is closed
+    output_pending,      // tls_started() before the 220 was consumed (it must go out in plaintext)
 };
 
 struct ServerEvent {
@@ -120,7 +146,10 @@ struct ServerEvent {
         protocol_error,  // the session answered an error (`error`, `reply_code`). No verdict
         closing,         // the session is closing on its own (421: timeout, shutdown,
                          // too many errors, a 421 verdict; 554: pregreet; or the
-                         // connection was refused with 4xx). `reply_code`. No verdict
+                         // connection was refused with 4xx). `reply_code`; 0 when
+                         // nothing could be said (during the TLS handshake). No verdict
+        tls_begin,       // STARTTLS was answered 220: send the output, run the TLS
+                         // handshake, then call tls_started() (or close). No verdict
     };
     Kind kind;
     bool needs_verdict = false;
@@ -147,9 +176,11 @@ public:
     // --- input from the network -------------------------------------------------
     // Buffers up to input_room() octets of `bytes`; returns how many it took (the
     // rest must be offered again later). Parses nothing: next_event() does. Once
-    // the session is closed, input is discarded: all of it is "taken".
+    // the session is closed, and from tls_begin to tls_started(), input is
+    // discarded: all of it is "taken".
     std::size_t feed(std::string_view bytes);
-    // What feed() would take now. Once closed: SIZE_MAX (want_read() is false then).
+    // What feed() would take now. When input is discarded: SIZE_MAX (want_read() is
+    // false then).
     std::size_t input_room() const noexcept;
 
     // The next thing that happened, or nullopt when nothing can proceed: more input
@@ -170,25 +201,40 @@ public:
     // The timeout of timeout_ms() expired: 421 4.4.2 and close.
     void timeout();
     // The server is stopping: 421 4.3.2 and close (RFC 5321 §3.8).
+    // Both close without a reply during the TLS handshake.
     void shutdown();
     // How long the session may wait for the peer now; 0 when it waits for nothing
-    // from the peer (a verdict is pending, or it is closing).
+    // from the peer (a verdict is pending, or it is closing). During the TLS
+    // handshake: command_timeout_ms, a bound for the handshake too.
     std::uint32_t timeout_ms() const noexcept;
+
+    // --- TLS (RFC 3207) ------------------------------------------------------------
+    // The TLS handshake that tls_begin asked for succeeded: from now on feed() takes
+    // the decrypted stream. The session is back to "greeted, no HELO" and has
+    // forgotten the HELO name and any transaction; the client must say EHLO again.
+    // Usage::no_verdict_pending when no handshake is awaited, output_pending while
+    // the 220 (or any output) is not yet consumed, closed once closed; each changes
+    // nothing.
+    Usage tls_started();
+    bool in_tls() const noexcept;  // tls_started() was called
 
     // --- output to the network -----------------------------------------------------
     // Bytes to send, valid until the next non-const call.
     std::string_view pending_output() const noexcept;
     void consume_output(std::size_t n) noexcept;
 
-    bool want_read() const noexcept;   // input is useful now (room, not closing)
+    bool want_read() const noexcept;   // input is useful now (room, not closing, no handshake)
     bool want_write() const noexcept;  // output is pending
     // The conversation is over and all output has been consumed: close the socket.
     bool should_close() const noexcept;
 
     // --- what the session knows --------------------------------------------------
-    // "SMTP", "ESMTP" or "UTF8SMTP" (RFC 3848, RFC 6531 §3.7.3), for Received:.
+    // "SMTP", "ESMTP" or "UTF8SMTP" (RFC 3848, RFC 6531 §3.7.3), for Received:;
+    // in TLS "ESMTPS" or "UTF8SMTPS" (STARTTLS is itself an ESMTP extension, so a
+    // HELO after TLS still says ESMTPS).
     std::string_view protocol() const noexcept;
-    std::string_view helo_name() const noexcept;  // the last accepted HELO/EHLO name
+    // The last accepted HELO/EHLO name; empty after tls_started() until the next.
+    std::string_view helo_name() const noexcept;
 
 private:
     struct Impl;  // libsmtp/server_session.cpp: state, buffers, decoder

@@ -12,7 +12,12 @@
 //    end (the input ends with peer_closed()) all have come; `failed` comes at most
 //    once, `closed` exactly once and last (but for the results of a message
 //    submitted once closed, which come at once); every result carries a reply;
-//  - pending output stays bounded (one transaction's commands plus a small body).
+//  - pending output stays bounded (one transaction's commands plus a small body);
+//  - STARTTLS (RFC 3207) only with a TlsPolicy and once; tls_begin at most once,
+//    and then nothing is written before tls_started() (called at once, unless the
+//    input picks tls_failed()), after which the first command is EHLO; with
+//    `encrypt` no MAIL, RCPT or DATA ever goes out in plaintext, `ready` comes
+//    only in TLS, and nothing is delivered without it; `ready` at most once.
 // A violation calls abort(), which libFuzzer reports as a crash.
 //
 // Input: byte 0: bits 0-1 messages submitted at the start (0-3), bit 2
@@ -22,8 +27,10 @@
 // another message on `ready`, bits 4-7 the chunk after which timeout() (odd) or
 // peer_closed() (even) is called, 0 never. Byte 2: the chunk size, byte / 4; 0
 // feeds line by line, so whole conversations (each reply after its command was
-// sent) are reachable. The rest: the server's bytes. The output is taken before
-// each chunk is fed.
+// sent) are reachable; its bits 0-1 (byte 0 has none left) the TLS policy: none,
+// may, encrypt, or may with the handshake failing. The rest: the server's bytes,
+// those after a 220 to STARTTLS standing for the decrypted stream. The output is
+// taken before each chunk is fed.
 #include <smtp/client_session.hpp>
 #include <smtp/command.hpp>
 
@@ -57,8 +64,8 @@ struct Book {
 
 class Harness {
 public:
-    explicit Harness(std::uint8_t flags, std::uint8_t shape)
-        : flags_(flags), shape_(shape), session_(config(flags)) {}
+    explicit Harness(std::uint8_t flags, std::uint8_t shape, std::uint8_t tls)
+        : flags_(flags), shape_(shape), tls_(tls & 3), session_(config(flags, tls_)) {}
 
     void submit() {
         smtp::OutgoingMessage m;
@@ -102,7 +109,12 @@ public:
             check(!closed_ || (result && book(e->message).late));
             switch (e->kind) {
                 case Kind::ready:
+                    check(++readies_ == 1);
+                    check(policy() != smtp::TlsPolicy::encrypt || session_.in_tls());
                     if (shape_ & 8) submit();
+                    break;
+                case Kind::tls_begin:
+                    handshake();
                     break;
                 case Kind::need_body:
                     book(e->message).body = true;
@@ -115,6 +127,7 @@ public:
                     if (e->outcome == smtp::Outcome::delivered) {
                         // Only a server's 2xx to the final dot delivers.
                         check(b.body && !failed_ && !e->local && e->reply->is_positive());
+                        check(policy() != smtp::TlsPolicy::encrypt || session_.in_tls());
                         ++b.delivered;
                     } else {
                         check(!e->reply->is_positive() || !e->local);
@@ -162,11 +175,33 @@ public:
     }
 
 private:
-    static smtp::ClientConfig config(std::uint8_t flags) {
+    static smtp::TlsPolicy policy_of(unsigned tls) {
+        return tls == 2 ? smtp::TlsPolicy::encrypt : tls == 0 ? smtp::TlsPolicy::none : smtp::TlsPolicy::may;
+    }
+    smtp::TlsPolicy policy() const { return policy_of(tls_); }
+
+    static smtp::ClientConfig config(std::uint8_t flags, unsigned tls) {
         smtp::ClientConfig c;
         c.helo_name = "client.example.org";
         c.use_pipelining = flags & 4;
+        c.tls = policy_of(tls);
         return c;
+    }
+
+    // The server's 220 to STARTTLS: the "handshake" happens now. The STARTTLS line
+    // must be the last thing written, and nothing may be waiting to go out.
+    void handshake() {
+        check(policy() != smtp::TlsPolicy::none && tls_at_ == std::string::npos && !session_.in_tls());
+        check(session_.pending_output().empty() && !session_.want_read());
+        check(wire_.size() >= 10 && wire_.compare(wire_.size() - 10, 10, "STARTTLS\r\n") == 0);
+        if (tls_ == 3) {
+            check(session_.tls_failed("handshake failure") == smtp::Usage::ok);
+            return;
+        }
+        check(session_.tls_started() == smtp::Usage::ok);
+        check(session_.in_tls() && session_.tls_started() == smtp::Usage::no_verdict_pending);
+        tls_at_ = wire_.size();
+        check(session_.pending_output() == "EHLO client.example.org\r\n");
     }
 
     Book& book(std::uint64_t id) {
@@ -215,7 +250,7 @@ private:
             if (next_data < data_.size()) boundary = std::min(boundary, data_[next_data].first);
             const std::size_t crlf = wire_.find("\r\n", at);
             if (crlf != std::string::npos && crlf + 2 <= boundary) {
-                check_command(std::string_view(wire_).substr(at, crlf - at));
+                check_command(std::string_view(wire_).substr(at, crlf - at), at);
                 at = crlf + 2;
                 continue;
             }
@@ -225,20 +260,26 @@ private:
         }
     }
 
-    static void check_command(std::string_view line) {
+    void check_command(std::string_view line, std::size_t at) const {
         check(line.size() + 2 <= smtp::Limits{}.command_line);
         check(line.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos);
         if (line == ".") return;  // the empty message after a 354 nobody wanted
         smtp::Command command;
         check(smtp::parse_command(line, command, smtp::ParseOptions{.smtputf8 = true}).ok());
+        const bool plaintext = at < tls_at_;  // tls_at_ is npos without TLS
         switch (command.verb) {
             case smtp::Verb::ehlo:
             case smtp::Verb::helo:
+            case smtp::Verb::rset:
+            case smtp::Verb::quit:
+                break;
             case smtp::Verb::mail:
             case smtp::Verb::rcpt:
             case smtp::Verb::data:
-            case smtp::Verb::rset:
-            case smtp::Verb::quit:
+                check(!plaintext || policy() != smtp::TlsPolicy::encrypt);
+                break;
+            case smtp::Verb::starttls:
+                check(plaintext && policy() != smtp::TlsPolicy::none && ++starttls_ == 1);
                 break;
             default:
                 check(false);
@@ -246,12 +287,16 @@ private:
     }
 
     std::uint8_t flags_, shape_;
+    unsigned tls_;  // 0 none, 1 may, 2 encrypt, 3 may with the handshake failing
     smtp::ClientSession session_;
     std::map<std::uint64_t, Book> books_;
     std::string wire_;                                       // everything the client wrote that was taken
     std::vector<std::pair<std::size_t, std::size_t>> data_;  // message data in wire_
     std::vector<std::size_t> breaks_;                        // where a failure dropped output
     bool failed_ = false, closed_ = false;
+    int readies_ = 0;
+    mutable int starttls_ = 0;                // STARTTLS lines seen by check_wire()
+    std::size_t tls_at_ = std::string::npos;  // where in wire_ the TLS stream starts
 };
 
 }  // namespace
@@ -263,7 +308,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t stop_after = shape >> 4;
     const std::string_view server(reinterpret_cast<const char*>(data + 3), size - 3);
 
-    Harness h(flags, shape);
+    Harness h(flags, shape, data[2]);
     for (unsigned i = 0; i < (flags & 3u); ++i) h.submit();
     if (flags & 64) h.quit();
     h.events();

@@ -19,6 +19,13 @@
 //   the input fed whole with immediate verdicts and fed in pieces with deferred
 //   verdicts and slow draining give the same bytes. A third run adds a timeout()
 //   or shutdown() in the middle and checks only the invariants above.
+// - STARTTLS (RFC 3207): the program sends all output (the 220 last), then calls
+//   tls_started(); the chunked run first feeds one more piece "during the
+//   handshake". Nothing is said and no event comes between tls_begin and
+//   tls_started(), and what was fed meanwhile is never read: when all the input
+//   was fed before the handshake (the whole run, mostly), nothing at all is said
+//   after the 220. Where the handshake falls in the client's stream depends on
+//   timing (that is the point), so the two runs must agree only up to the 220.
 //
 // Input: byte 0 picks options: bit 0 small limits, bit 1 other extensions, bit 2
 // lenient data (normalize bare line endings, accept long lines), bit 3 small
@@ -26,7 +33,9 @@
 // greeting), bit 5 lenient commands, bits 6-7 the chunking. Byte 1 is the verdict
 // script (2 bits per verdict: accept, accept with text, reject 5xx, reject 4xx);
 // byte 2 where the third run interrupts (bits 0-5: after which piece; bit 6:
-// timeout or shutdown). The rest is the client's byte stream.
+// timeout or shutdown) and, bit 7, STARTTLS offered (byte 0 having no bit left),
+// with require_tls too when byte 0 bit 0 is set. The rest is the client's byte
+// stream.
 #include <smtp/reply.hpp>
 #include <smtp/server_session.hpp>
 
@@ -34,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -88,12 +98,16 @@ Setup setup_from(const std::uint8_t* data) {
     s.chunking = o >> 6;
     s.script = data[1];
     s.interrupt = data[2];
+    c.extensions.starttls = data[2] & 128;
+    c.require_tls = c.extensions.starttls && (o & 1);
     return s;
 }
 
-// The session raises buffers that are too small; these are the sizes it promises.
+// The session raises buffers that are too small; these are the sizes it promises
+// (9 lines with STARTTLS offered: its EHLO reply has one line more).
 std::size_t output_capacity(const smtp::ServerConfig& c) {
-    return std::max<std::size_t>(c.output_buffer, 8 * std::max<std::size_t>(c.limits.reply_line, 64));
+    const std::size_t lines = c.extensions.starttls ? 9 : 8;
+    return std::max<std::size_t>(c.output_buffer, lines * std::max<std::size_t>(c.limits.reply_line, 64));
 }
 std::size_t input_capacity(const smtp::ServerConfig& c) {
     return std::max(c.input_buffer, 2 * c.limits.command_line);
@@ -139,7 +153,7 @@ smtp::Usage give_verdict(smtp::ServerSession& s, const smtp::ServerEvent& e, std
 
 bool allowed_code(int code) {
     switch (code) {
-        case 220:
+        case 220:  // the greeting, and STARTTLS's
         case 221:
         case 250:
         case 252:
@@ -151,6 +165,7 @@ bool allowed_code(int code) {
         case 501:
         case 502:
         case 503:
+        case 530:
         case 550:
         case 552:
         case 553:
@@ -183,7 +198,8 @@ void check_event(const smtp::ServerEvent& e) {
                   e.reply_code == smtp::error_info(e.error).reply_code);
             break;
         case K::closing:
-            check(!e.needs_verdict && e.reply_code >= 400 && e.reply_code < 600);
+            // 0: closed during the TLS handshake, where nothing can be said.
+            check(!e.needs_verdict && (e.reply_code == 0 || (e.reply_code >= 400 && e.reply_code < 600)));
             break;
         case K::connect:
             check(e.needs_verdict);
@@ -194,8 +210,9 @@ void check_event(const smtp::ServerEvent& e) {
     }
 }
 
-// Every byte sent is a complete, well-formed reply.
-void check_output(const std::string& out, bool closed) {
+// Every byte sent is a complete, well-formed reply. `in_handshake`: the session
+// closed while waiting for the TLS handshake, so the last reply is STARTTLS's 220.
+void check_output(const std::string& out, bool closed, bool in_handshake) {
     smtp::ReplyParser parser;
     std::string_view rest = out;
     int first = 0, last = 0;
@@ -211,11 +228,16 @@ void check_output(const std::string& out, bool closed) {
         if (const auto status = reply.enhanced_status()) check(status->klass == reply.code / 100);
     }
     check(first == 220 || first == 554 || first == 421 || out.empty());
-    if (closed) check(last == 221 || last == 421 || last == 554);
+    if (closed) check(last == 221 || last == 421 || last == 554 || (in_handshake && last == 220));
 }
 
+struct Conversation {
+    std::string output;
+    std::size_t tls_mark = std::string::npos;  // output octets up to the end of the 220 to STARTTLS
+};
+
 // Runs one conversation; returns what the server sent.
-std::string converse(const Setup& setup, std::string_view input, bool chunked, bool interrupt) {
+Conversation converse(const Setup& setup, std::string_view input, bool chunked, bool interrupt) {
     smtp::ServerSession s(setup.config);
     const std::size_t out_cap = output_capacity(setup.config);
     const std::size_t in_cap = input_capacity(setup.config);
@@ -224,6 +246,9 @@ std::string converse(const Setup& setup, std::string_view input, bool chunked, b
     std::size_t fed = 0, pieces = 0, verdicts = 0;
     std::optional<smtp::ServerEvent> held;
     bool closed = false;
+    bool handshake = false;      // tls_begin came; tls_started() not yet called
+    bool closed_in_tls = false;  // an interrupt closed the session during the handshake
+    std::size_t tls_mark = std::string::npos, fed_at_tls = 0;
 
     const auto feed_piece = [&] {
         const std::size_t length = chunked ? chunk_length(setup.chunking, input, fed) : input.size() - fed;
@@ -245,6 +270,16 @@ std::string converse(const Setup& setup, std::string_view input, bool chunked, b
             if (!e) break;
             progress = true;
             check_event(*e);
+            if (e->kind == smtp::ServerEvent::Kind::tls_begin) {
+                check(!handshake && tls_mark == std::string::npos);  // one STARTTLS at most
+                check(!s.want_read() && s.input_room() == std::numeric_limits<std::size_t>::max());
+                handshake = true;
+                // The 220 is the last thing said before the handshake.
+                tls_mark = output.size() + s.pending_output().size();
+                fed_at_tls = fed;
+                check(!s.next_event());  // nothing goes on until tls_started()
+                break;
+            }
             if (!e->needs_verdict) continue;
             // Deferred in the chunked run: every other verdict waits for more input.
             check(!s.next_event());  // one verdict at a time: nothing goes on meanwhile
@@ -266,6 +301,26 @@ std::string converse(const Setup& setup, std::string_view input, bool chunked, b
             progress = true;
         }
         if (s.should_close()) closed = true;
+
+        // The handshake, once the 220 is out. In the chunked run the client's next
+        // piece arrives meanwhile: discarded, with no reply and no event.
+        if (handshake && s.pending_output().empty() && !closed) {
+            if (chunked && fed < input.size()) {
+                feed_piece();
+                check(s.pending_output().empty());
+                if (s.should_close()) closed_in_tls = true;  // the interrupt hit the handshake
+                check(!s.next_event() || closed_in_tls);
+            }
+            const smtp::Usage u = s.tls_started();
+            check(u == smtp::Usage::ok || (interrupt && u == smtp::Usage::closed));
+            if (u == smtp::Usage::ok) {
+                check(s.in_tls() && s.helo_name().empty());
+                check(s.tls_started() == smtp::Usage::no_verdict_pending);
+            }
+            handshake = false;
+            progress = true;
+        }
+        if (handshake && s.should_close()) closed_in_tls = true;
 
         // A client speaks once it has read the greeting (its first line), unless this
         // is the pregreet case.
@@ -292,8 +347,12 @@ std::string converse(const Setup& setup, std::string_view input, bool chunked, b
         check(s.pending_output().empty());
         check(s.accept() == smtp::Usage::closed);
     }
-    check_output(output, s.should_close());
-    return output;
+    check_output(output, s.should_close(), closed_in_tls);
+    // Everything fed before the handshake was plaintext behind STARTTLS: if that
+    // was all the input, nothing more was said (CVE-2011-0411).
+    if (tls_mark != std::string::npos && fed_at_tls == input.size() && !interrupt)
+        check(output.size() == tls_mark);
+    return {output, tls_mark};
 }
 
 }  // namespace
@@ -303,9 +362,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const Setup setup = setup_from(data);
     const std::string_view input(reinterpret_cast<const char*>(data + 3), size - 3);
 
-    const std::string whole = converse(setup, input, false, false);
-    const std::string chunked = converse(setup, input, true, false);
-    check(whole == chunked);
+    const Conversation whole = converse(setup, input, false, false);
+    const Conversation chunked = converse(setup, input, true, false);
+    // Up to STARTTLS's 220 timing does not matter; after it, it does (see above).
+    check(whole.tls_mark == chunked.tls_mark);
+    if (whole.tls_mark == std::string::npos)
+        check(whole.output == chunked.output);
+    else
+        check(whole.output.compare(0, whole.tls_mark, chunked.output, 0, chunked.tls_mark) == 0);
     (void)converse(setup, input, true, true);
     return 0;
 }

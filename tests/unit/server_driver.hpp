@@ -6,6 +6,8 @@
 // the message content. It also checks the session's promises on the way: pending
 // output within ServerConfig::output_buffer, nothing said after should_close(),
 // and progress (a feed that takes nothing is followed by one that does).
+// STARTTLS: a tls_begin event sets `handshake`; the test plays the handshake by
+// calling tls_started() when its client would have finished it.
 #ifndef SMTP_TESTS_SERVER_DRIVER_HPP
 #define SMTP_TESTS_SERVER_DRIVER_HPP
 
@@ -64,6 +66,8 @@ inline std::string_view kind_name(ServerEvent::Kind k) {
             return "protocol_error";
         case K::closing:
             return "closing";
+        case K::tls_begin:
+            return "tls_begin";
     }
     return "?";
 }
@@ -178,6 +182,17 @@ public:
         send();
     }
 
+    // The TLS handshake is done: all output (the 220) is sent first, as a program
+    // must; then the session goes on with the "decrypted" stream.
+    void tls_started() {
+        while (send()) {
+        }
+        CHECK(handshake);
+        CHECK(session.tls_started() == Usage::ok);
+        handshake = false;
+        pump();
+    }
+
     // Sends pending output (up to `drain` octets); true if any was sent.
     bool send() {
         const std::string_view out = session.pending_output();
@@ -197,6 +212,7 @@ public:
     std::vector<std::string> log;  // one line per event, data chunks left out
     std::string message;           // the content of all data chunks
     std::size_t chunks = 0;
+    bool handshake = false;  // a tls_begin came; tls_started() not yet called
 
 private:
     void record(const ServerEvent& e) {
@@ -208,6 +224,7 @@ private:
             return;
         }
         log.push_back(describe(e, message_octets_));
+        if (e.kind == ServerEvent::Kind::tls_begin) handshake = true;
         if (e.kind == ServerEvent::Kind::message_end) message_octets_ = 0;
     }
 

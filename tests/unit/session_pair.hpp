@@ -14,6 +14,11 @@
 // random-size pieces on need_body, keeping at most `wire_window` octets in flight,
 // and records every recipient_result and message_result.
 //
+// STARTTLS: when the client gets its tls_begin (the server's 220 has arrived, so
+// the server's tls_begin came first), the pair "runs the handshake": both sides
+// call tls_started(), or with PairConfig::handshake_fails the client calls
+// tls_failed() and the server, like its program, waits to be dropped.
+//
 // run() is bounded: it stops with a problem instead of hanging when the round limit
 // is reached or a round moves nothing while no verdict is held back. Everything
 // unexpected (a Usage error, a duplicate result, a result for an unknown
@@ -55,6 +60,7 @@ struct ReceivedMessage {
     std::string sender;
     std::vector<std::string> recipients;  // the accepted ones, in order
     std::string content;                  // the data_chunk views, concatenated
+    std::string protocol;                 // ServerSession::protocol() at the final dot
 };
 
 // What the client reported for one recipient.
@@ -82,6 +88,7 @@ struct PairConfig {
     int defer_rounds = 0;                // each verdict waits 0..defer_rounds rounds
     std::size_t wire_window = 8 * 1024;  // the client stops writing body data past this
     std::size_t round_limit = 1'000'000;
+    bool handshake_fails = false;  // STARTTLS: the client's handshake fails
 };
 
 class SessionPair {
@@ -157,6 +164,14 @@ public:
         return std::string(lf == std::string_view::npos ? t : t.substr(lf + 1));
     }
     const ServerCapabilities& capabilities() const noexcept { return client_.capabilities(); }
+    // STARTTLS: tls_begin events on each side, and whether each ended up in TLS.
+    int client_tls_begins() const noexcept { return client_tls_begins_; }
+    int server_tls_begins() const noexcept { return server_tls_begins_; }
+    bool client_in_tls() const noexcept { return client_.in_tls(); }
+    bool server_in_tls() const noexcept { return server_.in_tls(); }
+    std::size_t client_ready_events() const noexcept { return ready_events_; }
+    // The first ConnectionFailure the client reported, none if none.
+    ConnectionFailure client_failure() const noexcept { return failure_; }
 
 private:
     // A byte queue; reading from the front is O(1), compacted now and then.
@@ -220,6 +235,11 @@ private:
         using Kind = ClientEvent::Kind;
         switch (ev.kind) {
             case Kind::ready:
+                ++ready_events_;
+                break;
+            case Kind::tls_begin:
+                ++client_tls_begins_;
+                handshake();
                 break;
             case Kind::need_body:
                 if (body_) problem("need_body while another body is being written");
@@ -255,6 +275,7 @@ private:
                 break;
             }
             case Kind::failed:
+                if (!client_failed_) failure_ = ev.failure;
                 client_failed_ = true;
                 break;
             case Kind::closed:
@@ -262,6 +283,19 @@ private:
                 client_closed_ = true;
                 break;
         }
+    }
+
+    // The client read the server's 220 to STARTTLS. In the real world the client's
+    // TLS hello goes out now and the server's program finishes the handshake first.
+    void handshake() {
+        if (server_tls_begins_ != client_tls_begins_) problem("client tls_begin without the server's");
+        if (c2s_.size() != 0) problem("client bytes on the wire behind STARTTLS");
+        if (config_.handshake_fails) {
+            if (client_.tls_failed("handshake failure") != Usage::ok) problem("tls_failed refused");
+            return;
+        }
+        if (server_.tls_started() != Usage::ok) problem("server tls_started refused");
+        if (client_.tls_started() != Usage::ok) problem("client tls_started refused");
     }
 
     // Writes the current body in random pieces while little is in flight.
@@ -378,6 +412,9 @@ private:
                 break;
             case Kind::closing:
                 break;
+            case Kind::tls_begin:
+                ++server_tls_begins_;
+                break;
         }
         if (ev.needs_verdict != (ev.kind == Kind::connect || ev.kind == Kind::hello ||
                                  ev.kind == Kind::mail_from || ev.kind == Kind::rcpt_to ||
@@ -396,7 +433,10 @@ private:
         if (u != Usage::ok) problem("verdict refused by the server session");
         if (!v.accepted()) return;
         if (p.kind == ServerEvent::Kind::rcpt_to) transaction_.recipients.push_back(p.mailbox);
-        if (p.kind == ServerEvent::Kind::message_end) received_.push_back(transaction_);
+        if (p.kind == ServerEvent::Kind::message_end) {
+            transaction_.protocol = std::string(server_.protocol());
+            received_.push_back(transaction_);
+        }
     }
 
     PairConfig config_;
@@ -416,6 +456,9 @@ private:
     bool client_failed_ = false;
     bool peer_close_sent_ = false;
     std::size_t pipelined_groups_ = 0;
+    std::size_t ready_events_ = 0;
+    int client_tls_begins_ = 0;
+    ConnectionFailure failure_ = ConnectionFailure::none;
 
     // Server application.
     std::map<std::string, ScriptedVerdict> rcpt_verdicts_;
@@ -429,6 +472,7 @@ private:
     std::size_t refused_messages_ = 0;
     std::size_t fed_while_waiting_ = 0;
     bool server_quit_ = false;
+    int server_tls_begins_ = 0;
     std::string server_tail_;  // the end of everything the server sent
 };
 

@@ -48,6 +48,8 @@ std::string describe(const ClientEvent& e) {
             return "failed " + std::string(failure_name(e.failure)) + reply_code(e);
         case Kind::closed:
             return "closed" + reply_code(e);
+        case Kind::tls_begin:
+            return "tls_begin";
     }
     return "?";
 }

@@ -492,4 +492,109 @@ TEST_SUITE("session") {
         CHECK(pair.mail_commands() == 1);
         CHECK(pair.rcpt_commands() == 1);
     }
+
+    // ------------------------------------------------------------------ STARTTLS
+
+    TEST_CASE("both sides doing STARTTLS deliver every message over TLS, in any chunking") {
+        for (const bool pipelining : {true, false}) {
+            for (const std::size_t max_chunk : {1, 3, 64, 4096}) {
+                for (std::uint32_t seed = 1; seed <= 4; ++seed) {
+                    CAPTURE(pipelining);
+                    CAPTURE(max_chunk);
+                    CAPTURE(seed);
+                    std::mt19937 rng(seed * 7);
+                    std::vector<Planned> plans = plan(rng, 3, 500, true);
+                    PairConfig c = config(seed, max_chunk, pipelining);
+                    c.defer_rounds = static_cast<int>(seed % 3);
+                    c.server.extensions.starttls = true;
+                    c.client.tls = seed % 2 ? smtp::TlsPolicy::may : smtp::TlsPolicy::encrypt;
+                    SessionPair pair(c);
+                    run_plans(pair, plans);
+                    check_pipelining(pair, pipelining);
+                    CHECK(pair.client_tls_begins() == 1);
+                    CHECK(pair.server_tls_begins() == 1);
+                    CHECK(pair.client_in_tls());
+                    CHECK(pair.server_in_tls());
+                    CHECK(pair.client_ready_events() == 1);
+                    CHECK_FALSE(pair.capabilities().starttls);  // not offered again inside TLS
+                    for (const smtp::test::ReceivedMessage& m : pair.received())
+                        CHECK(m.protocol == "ESMTPS");
+                }
+            }
+        }
+    }
+
+    TEST_CASE("a server with require_tls takes mail from a client that does STARTTLS") {
+        PairConfig c = config(41, 16, true);
+        c.server.extensions.starttls = true;
+        c.server.require_tls = true;
+        c.client.tls = smtp::TlsPolicy::encrypt;
+        SessionPair pair(c);
+        const std::uint64_t id = pair.submit(message("a@example.org", {"b@example.net"}), "hello\r\n");
+        pair.run();
+        check_clean_end(pair);
+        CHECK(pair.report(id).delivered == 1);
+        REQUIRE(pair.received().size() == 1);
+        CHECK(pair.received()[0].content == "hello\r\n");
+    }
+
+    TEST_CASE("a server with require_tls refuses a client without TLS: 530, permanent") {
+        PairConfig c = config(43, 16, true);
+        c.server.extensions.starttls = true;
+        c.server.require_tls = true;
+        SessionPair pair(c);  // client TlsPolicy::none
+        const std::uint64_t id = pair.submit(message("a@example.org", {"b@example.net"}), "hello\r\n");
+        pair.run();
+        check_clean_end(pair);
+        const auto& r = pair.report(id).recipients.at(0);
+        CHECK(r.outcome == Outcome::permanent);
+        CHECK(r.code == 530);
+        CHECK(r.status == std::optional<smtp::EnhancedStatus>({5, 7, 0}));
+        CHECK(pair.received().empty());
+        CHECK(pair.server_tls_begins() == 0);
+    }
+
+    TEST_CASE("a client with encrypt against a server without STARTTLS sends no mail, only QUIT") {
+        PairConfig c = config(47, 16, true);
+        c.client.tls = smtp::TlsPolicy::encrypt;
+        SessionPair pair(c);
+        const std::uint64_t id =
+            pair.submit(message("a@example.org", {"b@example.net", "c@example.net"}), "x\r\n");
+        pair.run();
+        for (const std::string& p : pair.problems()) FAIL_CHECK(p);
+        CHECK(pair.client_failure() == smtp::ConnectionFailure::tls_unavailable);
+        for (const auto& r : pair.report(id).recipients) {
+            CHECK(r.outcome == Outcome::temporary);
+            CHECK(r.local);
+            CHECK(r.code == 451);
+            CHECK(r.status == std::optional<smtp::EnhancedStatus>({4, 7, 4}));
+        }
+        CHECK(pair.mail_commands() == 0);
+        CHECK(pair.server_quit());
+        CHECK(pair.server_should_close());
+    }
+
+    TEST_CASE("a failed handshake fails every recipient temporarily and nothing is sent") {
+        PairConfig c = config(53, 16, true);
+        c.server.extensions.starttls = true;
+        c.client.tls = smtp::TlsPolicy::may;
+        c.handshake_fails = true;
+        SessionPair pair(c);
+        const std::uint64_t id =
+            pair.submit(message("a@example.org", {"b@example.net", "c@example.net"}), "x\r\n");
+        pair.run();
+        for (const std::string& p : pair.problems()) FAIL_CHECK(p);
+        CHECK(pair.client_failure() == smtp::ConnectionFailure::tls_failed);
+        CHECK(pair.client_closed_event());
+        CHECK(pair.client_should_close());
+        for (const auto& r : pair.report(id).recipients) {
+            CHECK(r.outcome == Outcome::temporary);
+            CHECK(r.code == 451);
+            CHECK(r.status == std::optional<smtp::EnhancedStatus>({4, 7, 5}));
+        }
+        CHECK(pair.report(id).results == 1);
+        CHECK(pair.mail_commands() == 0);
+        CHECK_FALSE(pair.server_in_tls());
+        CHECK_FALSE(pair.server_should_close());  // its program drops it on EOF
+    }
 }
