@@ -39,7 +39,6 @@ import smtplib
 import subprocess
 import sys
 import tempfile
-import time
 
 import smtpd_harness as h
 from smtpd_harness import check, wait_for
@@ -193,16 +192,7 @@ class Smtpc:
         self.status = self.proc.returncode
         if self.status != expect_status and not problems:
             problems.append("smtpc exited with status %s, expected %s" % (self.status, expect_status))
-        deadline = time.monotonic() + 5.0
-        while True:
-            left = [p for p, t in self.children.items() if h.alive(p, t)]
-            if not left or time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
-        for p in left:
-            problems.append("child pid %d of smtpc still runs after it exited" % p)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
+        problems += h.leftover_children(self.children, "smtpc")
         if problems:
             raise AssertionError("; ".join(problems) + "; stderr: %s; log tail: %s"
                                  % (self.stderr()[-2000:], self.log()[-3000:]))

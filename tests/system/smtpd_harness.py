@@ -183,6 +183,22 @@ def alive(pid, starttime=None):
     return starttime is None or st[2] == starttime
 
 
+def leftover_children(children, program):
+    """Children (pid -> start time) of `program` still running 5 s after it exited:
+    one problem each, and each is SIGKILLed so no test leaves processes behind."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = [p for p, t in children.items() if alive(p, t)]
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    for p in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    return ["child pid %d of %s still runs after it exited" % (p, program) for p in left]
+
+
+
 def proc_status(pid):
     """/proc/<pid>/status as a dict of field -> text."""
     out = {}
@@ -698,16 +714,7 @@ class Smtpd:
         if self.status != self.expect_status and not problems:
             problems.append("smtpd exited with status %s, expected %s" % (self.status, self.expect_status))
         # The log process and the workers must end with the master.
-        deadline = time.monotonic() + 5.0
-        while True:
-            left = [p for p, t in self.seen_children.items() if alive(p, t)]
-            if not left or time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
-        for p in left:
-            problems.append("child pid %d of smtpd still runs after the master exited" % p)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
+        problems += leftover_children(self.seen_children, "smtpd")
         if problems:
             raise AssertionError("; ".join(problems) + "; stderr: %s; log tail: %s"
                                  % (self.stderr()[-2000:], self.log()[-3000:]))
