@@ -7,7 +7,7 @@ MESON_TEST = meson test -C $(BUILD) --print-errorlogs --num-processes 2
 
 CLANG_BUILD ?= build-clang
 
-.PHONY: all run test_units test_memory test_system test_style test_clang tests report install fuzz bench clean help
+.PHONY: all run test_units test_memory test_system test_style test_clang tests report install fuzz bench api clean help
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -58,6 +58,11 @@ bench: all
 	$(BUILD)/bench/bench_core
 	$(BUILD)/bench/bench_session
 
+# The API reference of include/smtp/ (doxygen, doc/Doxyfile.in; any warning fails).
+api: $(BUILD)/build.ninja
+	meson compile -C $(BUILD) api
+	@echo "API reference: $(BUILD)/doc/api/html/index.html"
+
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) $(CLANG_BUILD)
 
@@ -72,4 +77,5 @@ help:
 	@echo "make tests        all of the above"
 	@echo "make fuzz         each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make bench        the core benchmarks"
+	@echo "make api          the API reference (doxygen) into $(BUILD)/doc/api/html/"
 	@echo "make install      install into PREFIX (default /usr/local)"

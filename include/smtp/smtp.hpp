@@ -1,4 +1,8 @@
-// smtp/smtp.hpp: all of libsmtp's public API in one include.
+/// @file
+/// All of libsmtp's public API in one include.
+
+/// @namespace smtp
+/// The public API of libsmtp, the sans-IO SMTP protocol core (no sockets, files, threads or clocks).
 #ifndef SMTP_SMTP_HPP
 #define SMTP_SMTP_HPP
 
