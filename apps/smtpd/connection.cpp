@@ -5,6 +5,10 @@
 // Every event is drained as soon as it can be: after each feed(), each verdict and each
 // write that made room in the session's output. Event views are used before the verdict
 // that ends them; what outlives it (sender, recipients) is copied.
+//
+// TLS (RFC 3207): tls_phase_ says who touches the socket. Plaintext recv()/send() in
+// `off` (and send() of the 220 in `pending`); nothing is read in `pending`; only the
+// Stream from `handshaking` on. Thread safety: one worker thread, like the Connection.
 #include "connection.hpp"
 
 #include <sys/socket.h>
@@ -27,8 +31,10 @@ using Kind = ServerEvent::Kind;
 constexpr milliseconds closing_linger{5000};
 
 // The keys of the disconnect line, indexed like Connection::Counted.
-constexpr std::array<std::string_view, 8> counted_names = {"helo", "ehlo", "mail", "rcpt",
-                                                           "data", "rset", "quit", "errors"};
+constexpr std::array<std::string_view, 9> counted_names = {"helo", "ehlo", "starttls", "mail",  "rcpt",
+                                                           "data", "rset", "quit",     "errors"};
+
+using TlsStatus = tls::Stream::Status;
 
 std::uint32_t to_ms(std::chrono::seconds s) {
     // 0 would mean "no timeout" to the session; a configured timeout always applies.
@@ -49,7 +55,7 @@ std::string errno_text(int error_number) {
 
 }  // namespace
 
-ServerConfig make_server_config(const Settings& settings, const Resolved& resolved) {
+ServerConfig make_server_config(const Settings& settings, const Resolved& resolved, bool may_relay) {
     ServerConfig config;
     config.hostname = resolved.hostname;
     config.limits.message_size = settings.max_message_size;
@@ -57,7 +63,12 @@ ServerConfig make_server_config(const Settings& settings, const Resolved& resolv
     config.max_errors = settings.max_errors;
     config.command_timeout_ms = to_ms(settings.timeout);
     config.data_timeout_ms = to_ms(settings.data_timeout);
-    return config;  // extensions: the defaults (DSN off: smtpd keeps no DSN promises)
+    // Other extensions: the defaults (DSN off: smtpd keeps no DSN promises).
+    config.extensions.starttls = resolved.tls != nullptr;
+    // RFC 3207 §4: a publicly-referenced server "MUST NOT require use of the STARTTLS
+    // extension in order to deliver mail locally": only clients that may relay.
+    config.require_tls = config.extensions.starttls && settings.require_tls && may_relay;
+    return config;
 }
 
 Connection::Connection(std::uint64_t id, Fd socket, const IpAddress& peer, const ConnectionContext& context)
@@ -65,10 +76,10 @@ Connection::Connection(std::uint64_t id, Fd socket, const IpAddress& peer, const
       socket_(std::move(socket)),
       peer_(peer.unmapped()),
       context_(&context),
-      session_(make_server_config(*context.settings, *context.resolved)),
+      may_relay_(context.policy->may_relay(peer_)),
+      session_(make_server_config(*context.settings, *context.resolved, may_relay_)),
       transaction_(*context.mail_root, *context.queue, context.resolved->hostname),
-      address_(peer_.to_string()),
-      may_relay_(context.policy->may_relay(peer_)) {}
+      address_(peer_.to_string()) {}
 
 Connection::~Connection() { close_now(); }
 
@@ -110,6 +121,23 @@ void Connection::shutdown(Clock::time_point now) {
 
 void Connection::on_readable(std::span<char> buffer, Clock::time_point now) {
     if (closed_) return;
+    switch (tls_phase_) {
+        case TlsPhase::off:
+            break;
+        case TlsPhase::pending:
+            // Never: the session wants no input until the handshake (CVE-2011-0411:
+            // a byte read now would be plaintext, and the handshake's bytes are not ours).
+            return;
+        case TlsPhase::handshaking:
+            continue_handshake(now);
+            if (!closed_) advance(now);
+            return;
+        case TlsPhase::on:
+            // Readable may also be what a TLS write waited for: advance() retries it.
+            read_tls(buffer, now);
+            if (!closed_) advance(now);
+            return;
+    }
     // Never more than the session takes: nothing waits outside it, and a client
     // that floods us is held back by TCP, not by our memory.
     const std::size_t room = std::min(session_.input_room(), buffer.size());
@@ -126,26 +154,127 @@ void Connection::on_readable(std::span<char> buffer, Clock::time_point now) {
     lose(errno);  // ECONNRESET, ETIMEDOUT...
 }
 
-void Connection::on_writable(Clock::time_point now) {
+void Connection::on_writable(std::span<char> buffer, Clock::time_point now) {
     if (closed_) return;
-    advance(now);  // flushes, then lets the session go on with the room made
+    if (tls_phase_ == TlsPhase::handshaking) continue_handshake(now);
+    // A TLS read that asked for a writable socket (a key update, renegotiation).
+    if (!closed_ && tls_phase_ == TlsPhase::on && read_wants_ == TlsStatus::want_write) read_tls(buffer, now);
+    if (!closed_) advance(now);  // flushes, then lets the session go on with the room made
+}
+
+bool Connection::wants_read() const noexcept {
+    if (closed_) return false;
+    switch (tls_phase_) {
+        case TlsPhase::off:
+            return session_.want_read();
+        case TlsPhase::pending:
+            return false;  // nothing is read between STARTTLS and the handshake
+        case TlsPhase::handshaking:
+            return handshake_wants_ == TlsStatus::want_read;
+        case TlsPhase::on:
+            return (session_.want_read() && read_wants_ != TlsStatus::want_write) ||
+                   (session_.want_write() && write_wants_ == TlsStatus::want_read);
+    }
+    return false;
+}
+
+bool Connection::wants_write() const noexcept {
+    if (closed_) return false;
+    switch (tls_phase_) {
+        case TlsPhase::off:
+        case TlsPhase::pending:
+            return session_.want_write();
+        case TlsPhase::handshaking:
+            return handshake_wants_ == TlsStatus::want_write;
+        case TlsPhase::on:
+            return (session_.want_write() && write_wants_ != TlsStatus::want_read) ||
+                   (session_.want_read() && read_wants_ == TlsStatus::want_write);
+    }
+    return false;
+}
+
+bool Connection::has_ready_input() const noexcept {
+    // Only after a read that got data: a read that asked to wait means what OpenSSL
+    // holds is no complete record yet, and select() must wait for the rest (else the
+    // worker would spin).
+    return !closed_ && tls_phase_ == TlsPhase::on && read_wants_ == TlsStatus::done && session_.want_read() &&
+           session_.input_room() > 0 && tls_->has_buffered_input();
+}
+
+// ------------------------------------------------------------------ TLS
+
+// RFC 3207 §4: the 220 went out in plaintext; from here on the Stream owns the socket.
+void Connection::start_handshake(Clock::time_point now) {
+    tls_.emplace(tls::Stream::accept(*context_->resolved->tls, socket_.get()));
+    tls_phase_ = TlsPhase::handshaking;
+    handshake_wants_ = TlsStatus::want_read;
+    // The client may have sent its ClientHello already: no need to wait for select().
+    continue_handshake(now);
+}
+
+void Connection::continue_handshake(Clock::time_point now) {
+    const tls::Stream::Result r = tls_->handshake();
+    switch (r.status) {
+        case TlsStatus::want_read:
+        case TlsStatus::want_write:
+            handshake_wants_ = r.status;
+            return;
+        case TlsStatus::closed:
+        case TlsStatus::failed: {
+            // Nothing can be said any more: a plaintext reply would be read as TLS.
+            tls_broken_ = true;
+            const std::string& why = tls_->error();
+            context_->log->info("TLS handshake failed from {}[{}]: {}", client_name(), address_,
+                                why.empty() ? std::string_view("connection closed") : std::string_view(why));
+            return close_now();
+        }
+        case TlsStatus::done:
+            break;
+    }
+    tls_phase_ = TlsPhase::on;
+    read_wants_ = write_wants_ = TlsStatus::done;
+    // Postfix's wording (without "Anonymous": smtpd asks for no client certificate).
+    const int bits = tls_->cipher_bits();
+    tls_summary_ =
+        fmt::format("{} with cipher {} ({}/{} bits)", tls_->protocol(), tls_->cipher(), bits, bits);
+    context_->log->info("TLS connection established from {}[{}]: {}", client_name(), address_, tls_summary_);
+    check(session_.tls_started(), "TLS");
+    last_progress_ = now;  // the wait for the new EHLO starts now
+}
+
+// One decrypted read into the session, when it has room.
+void Connection::read_tls(std::span<char> buffer, Clock::time_point now) {
+    const std::size_t room = std::min(session_.input_room(), buffer.size());
+    if (room == 0 || !session_.want_read()) return;
+    const tls::Stream::Result r = tls_->read(buffer.first(room));
+    switch (r.status) {
+        case TlsStatus::done:
+            read_wants_ = TlsStatus::done;
+            static_cast<void>(session_.feed(std::string_view(buffer.data(), r.bytes)));
+            last_progress_ = now;
+            return;
+        case TlsStatus::want_read:
+        case TlsStatus::want_write:
+            read_wants_ = r.status;
+            return;
+        case TlsStatus::closed:
+            return lose(0);  // EOF or close_notify without QUIT
+        case TlsStatus::failed:
+            tls_broken_ = true;
+            return lose(std::string_view(tls_->error()));
+    }
 }
 
 // Sends pending output until the socket would block. Returns true if anything went.
 bool Connection::flush(Clock::time_point now) {
+    // The session has nothing to say during the handshake (it closes silently then).
+    if (tls_phase_ == TlsPhase::handshaking) return false;
     bool sent = false;
     while (!closed_ && session_.want_write()) {
-        const std::string_view out = session_.pending_output();
-        const ssize_t n = ::send(socket_.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            session_.consume_output(static_cast<std::size_t>(n));
-            sent = true;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        lose(n < 0 ? errno : EPIPE);  // EPIPE, ECONNRESET: the peer is gone
-        return sent;
+        const std::size_t n = send_some(session_.pending_output());
+        if (n == 0) break;  // would block, or lost
+        session_.consume_output(n);
+        sent = true;
     }
     if (closed_) return sent;
     // The write timeout runs from the last moment output moved.
@@ -157,13 +286,49 @@ bool Connection::flush(Clock::time_point now) {
     return sent;
 }
 
+// Sends a prefix of `out` (not empty): its length, or 0 when the socket would block or
+// the connection was lost (closed_ then).
+std::size_t Connection::send_some(std::string_view out) {
+    if (tls_phase_ == TlsPhase::on) {
+        const tls::Stream::Result r = tls_->write(out);
+        switch (r.status) {
+            case TlsStatus::done:
+                write_wants_ = TlsStatus::done;
+                return r.bytes;
+            case TlsStatus::want_read:
+            case TlsStatus::want_write:
+                write_wants_ = r.status;  // the same bytes are offered again then
+                return 0;
+            case TlsStatus::closed:
+            case TlsStatus::failed:
+                tls_broken_ = true;
+                lose(std::string_view(tls_->error()));
+                return 0;
+        }
+        return 0;
+    }
+    for (;;) {
+        const ssize_t n = ::send(socket_.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) return static_cast<std::size_t>(n);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+        lose(n < 0 ? errno : EPIPE);  // EPIPE, ECONNRESET: the peer is gone
+        return 0;
+    }
+}
+
 // The peer is gone (error_number 0: it closed): whatever was in progress is lost.
 void Connection::lose(int error_number) {
-    if (error_number == 0)
+    if (error_number == 0) return lose(std::string_view());
+    const std::string why = errno_text(error_number);
+    lose(std::string_view(why));
+}
+
+void Connection::lose(std::string_view why) {
+    if (why.empty())
         context_->log->info("lost connection after {} from {}[{}]", stage_, client_name(), address_);
     else
-        context_->log->info("lost connection after {} from {}[{}]: {}", stage_, client_name(), address_,
-                            errno_text(error_number));
+        context_->log->info("lost connection after {} from {}[{}]: {}", stage_, client_name(), address_, why);
     close_now();
 }
 
@@ -171,6 +336,11 @@ void Connection::close_now() {
     if (closed_) return;
     closed_ = true;
     end_transaction();
+    if (tls_) {
+        // RFC 8446 §6.1: close_notify, one attempt, never waiting for the peer's.
+        if (tls_phase_ == TlsPhase::on && !tls_broken_) tls_->shutdown();
+        tls_.reset();
+    }
     // close(2) of a socket: an error leaves nothing to undo, and the fd is gone anyway.
     static_cast<void>(socket_.close());
     context_->log->info("disconnect from {}[{}]{}", client_name(), address_, counts_text());
@@ -230,6 +400,13 @@ void Connection::advance(Clock::time_point now) {
         progress = run_events();
         if (progress) last_progress_ = now;
         if (!closed_ && flush(now)) progress = true;
+        // RFC 3207 §4: the 220 has gone out in plaintext; the handshake follows,
+        // unless the session ended meanwhile (a shutdown closes it without a reply).
+        if (!closed_ && tls_phase_ == TlsPhase::pending && !session_.want_write() &&
+            !session_.should_close()) {
+            start_handshake(now);
+            progress = tls_phase_ == TlsPhase::on;
+        }
     }
     if (!closed_ && session_.should_close()) close_now();
 }
@@ -292,10 +469,15 @@ void Connection::on_event(const ServerEvent& event) {
                 context_->log->info("reject: pregreet from {}[{}]", client_name(), address_);
             break;
         case Kind::tls_begin:
-            // STARTTLS is not offered until TLS is configured (issue 6), so the
-            // session cannot get here; should it, no handshake follows: close.
-            end_transaction();
-            close_now();
+            ++counts_[starttls];
+            stage_ = "STARTTLS";
+            end_transaction();  // none can be open (503 then), and the session forgets it anyway
+            // STARTTLS is offered only with a context; without one no handshake can follow.
+            if (!context_->resolved->tls) {
+                close_now();
+                break;
+            }
+            tls_phase_ = TlsPhase::pending;  // advance() sends the 220, then starts the handshake
             break;
         case Kind::closing:
             end_transaction();
@@ -336,13 +518,16 @@ void Connection::on_mail_from(const ServerEvent& event) {
     end_transaction();
     sender_.assign(command.path.mailbox);
     // protocol() reflects SMTPUTF8 only once MAIL is accepted; Received: needs it now.
+    // In TLS it says ESMTPS even after HELO (RFC 3848: STARTTLS is an ESMTP extension).
+    const bool tls = session_.in_tls();
     const std::string_view protocol = session_.protocol() == "SMTP" ? "SMTP"
-                                      : command.smtputf8            ? "UTF8SMTP"
-                                                                    : "ESMTP";
-    transaction_.begin(
-        command,
-        ClientInfo{
-            .helo = session_.helo_name(), .reverse_name = name_, .address = address_, .protocol = protocol});
+                                      : command.smtputf8            ? (tls ? "UTF8SMTPS" : "UTF8SMTP")
+                                                                    : (tls ? "ESMTPS" : "ESMTP");
+    transaction_.begin(command, ClientInfo{.helo = session_.helo_name(),
+                                           .reverse_name = name_,
+                                           .address = address_,
+                                           .protocol = protocol,
+                                           .tls = tls_summary_});
     check(session_.accept(), "MAIL");
 }
 

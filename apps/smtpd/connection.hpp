@@ -9,12 +9,25 @@
 //    DNS lookup runs (the worker starts it and hands the result to on_reverse());
 //  - output is sent with MSG_NOSIGNAL|MSG_DONTWAIT until the socket would block.
 //
+// STARTTLS (RFC 3207), when a tls::Context is loaded: on tls_begin the 220 goes out in
+// plaintext; once the session's output is empty a tls::Stream takes the socket and
+// the handshake runs as far as the socket allows each time select() reports what the
+// stream asked for. Done: session_.tls_started(), a "TLS connection established" line,
+// and from then on every read and write goes through the Stream. Failed: a "TLS
+// handshake failed" line and the close (no plaintext reply is possible any more). The
+// session's timeout_ms() (the command timeout) bounds the whole handshake from the
+// 220 on. When a Stream holds decrypted input select() cannot see, has_ready_input()
+// says so and the worker calls on_readable() without waiting.
+//
 // Invariants:
 //  - 250 after the final dot only when Transaction::commit() succeeded; a peer that
 //    vanishes, a timeout, a shutdown: the transaction is aborted, nothing delivered.
 //  - Once closed() the socket is closed, the transaction aborted and the disconnect
 //    line logged; nothing else happens to the Connection (the worker drops it).
 //  - No event view is kept past its lifetime: what is needed later is copied.
+//  - No byte read with recv() after tls_begin reaches the session (the session
+//    discards what was buffered behind STARTTLS: CVE-2011-0411), and once the Stream
+//    exists the socket is never read or written but through it.
 //
 // Thread safety: a Connection belongs to its worker's one thread.
 #ifndef SMTP_APPS_SMTPD_CONNECTION_HPP
@@ -26,6 +39,7 @@
 #include "common/network.hpp"
 #include "common/queue.hpp"
 #include "common/resolver.hpp"
+#include "common/tls.hpp"
 #include "policy.hpp"
 #include "settings.hpp"
 #include "transaction.hpp"
@@ -56,8 +70,10 @@ struct ConnectionContext {
     Logger* log = nullptr;
 };
 
-// The ServerSession configuration smtpd's settings call for.
-ServerConfig make_server_config(const Settings& settings, const Resolved& resolved);
+// The ServerSession configuration smtpd's settings call for: STARTTLS offered when a
+// certificate is loaded; required (RFC 3207 §4, 530 5.7.0) when require_tls is set and
+// the client `may_relay`, never for mail to local domains from other clients.
+ServerConfig make_server_config(const Settings& settings, const Resolved& resolved, bool may_relay);
 
 class Connection {
 public:
@@ -76,9 +92,11 @@ public:
     // (450 4.7.25 for a name that is not confirmed when reject_unknown_client is set).
     void on_reverse(const ReverseResult& result, Clock::time_point now);
 
-    // The socket is readable / writable (select() said so).
+    // The socket is readable (select() said so, or has_ready_input()) / writable.
+    // `buffer` (shared by the worker's connections) takes what is read; on_writable()
+    // may read too, when a TLS read waited for the socket to be writable.
     void on_readable(std::span<char> buffer, Clock::time_point now);
-    void on_writable(Clock::time_point now);
+    void on_writable(std::span<char> buffer, Clock::time_point now);
     // Acts on a passed deadline() (421 4.4.2, or close); nothing otherwise.
     void on_timer(Clock::time_point now);
     // The server is stopping: 421 4.3.2, what can be sent now is sent, closed.
@@ -87,9 +105,13 @@ public:
     std::uint64_t id() const noexcept { return id_; }
     int fd() const noexcept { return socket_.get(); }
     bool closed() const noexcept { return closed_; }
-    // What to select() for.
-    bool wants_read() const noexcept { return !closed_ && session_.want_read(); }
-    bool wants_write() const noexcept { return !closed_ && session_.want_write(); }
+    // What to select() for: what the session wants and, in TLS, what the stream's
+    // last call asked for (a TLS write may need the socket readable, a read writable).
+    bool wants_read() const noexcept;
+    bool wants_write() const noexcept;
+    // The TLS stream holds decrypted input the session has room for: select() would
+    // not report it, so on_readable() must be called without waiting.
+    bool has_ready_input() const noexcept;
     // The earliest deadline on this connection, if any.
     std::optional<Clock::time_point> deadline() const noexcept;
 
@@ -99,8 +121,16 @@ public:
     void set_lookup(Resolver::LookupId id) noexcept { lookup_ = id; }
 
 private:
+    // Where the connection is with TLS.
+    enum class TlsPhase : std::uint8_t {
+        off,          // plaintext; no STARTTLS yet
+        pending,      // STARTTLS answered: the 220 is going out in plaintext
+        handshaking,  // the Stream runs the handshake
+        on,           // every byte goes through the Stream
+    };
+
     // Commands counted for the disconnect line, in the order it lists them.
-    enum Counted : std::size_t { helo, ehlo, mail, rcpt, data, rset, quit, error, counted_kinds };
+    enum Counted : std::size_t { helo, ehlo, starttls, mail, rcpt, data, rset, quit, error, counted_kinds };
 
     // An accepted recipient of the transaction in progress, for the log lines.
     struct Recipient {
@@ -127,7 +157,12 @@ private:
 
     // The socket.
     bool flush(Clock::time_point now);
+    std::size_t send_some(std::string_view out);
+    void read_tls(std::span<char> buffer, Clock::time_point now);
+    void start_handshake(Clock::time_point now);
+    void continue_handshake(Clock::time_point now);
     void lose(int error_number);
+    void lose(std::string_view why);
     void close_now();
     void time_out(Clock::time_point now);
     void log_connect();
@@ -141,13 +176,13 @@ private:
     Fd socket_;
     IpAddress peer_;
     const ConnectionContext* context_;
+    bool may_relay_ = false;  // before session_: its configuration depends on it
     ServerSession session_;
     Transaction transaction_;
 
     std::string address_;                        // the peer as text (IPv4-mapped shown as IPv4)
     std::string name_;                           // forward-confirmed reverse name, or empty
     std::optional<ReverseResult::Status> rdns_;  // none: no lookup made (yet)
-    bool may_relay_ = false;
     Resolver::LookupId lookup_ = 0;
 
     bool connect_pending_ = false;  // the connect event waits for its verdict
@@ -163,6 +198,17 @@ private:
     std::error_code open_error_;  // Transaction::open() failed: answered after the dot
 
     std::array<unsigned, counted_kinds> counts_{};
+
+    // TLS. The stream exists from the handshake's start to the close. What its last
+    // read and last write asked for (done: nothing) is what select() must watch for
+    // them, besides what the session wants.
+    TlsPhase tls_phase_ = TlsPhase::off;
+    std::optional<tls::Stream> tls_;
+    tls::Stream::Status handshake_wants_ = tls::Stream::Status::want_read;
+    tls::Stream::Status read_wants_ = tls::Stream::Status::done;
+    tls::Stream::Status write_wants_ = tls::Stream::Status::done;
+    bool tls_broken_ = false;  // a call failed: the stream is unusable, no close_notify
+    std::string tls_summary_;  // "TLSv1.3 with cipher ... (256/256 bits)" once on
 
     // Deadlines: the session's timeout from the last progress; the write timeout from
     // when output stopped draining; a last bound once we gave up on the client.

@@ -52,6 +52,12 @@ Loaded load_configuration(int argc, char** argv) {
     return l;
 }
 
+// "off", "starttls" or "required" (for relay clients), for the start and reload lines.
+std::string_view tls_mode(const Settings& s) {
+    if (s.tls_cert.empty()) return "off";
+    return s.require_tls ? "required" : "starttls";
+}
+
 std::string describe_exit(int status) {
     if (WIFEXITED(status)) return fmt::format("exit status {}", WEXITSTATUS(status));
     if (WIFSIGNALED(status))
@@ -181,10 +187,11 @@ bool Master::start() {
         return false;
     }
     for (const auto& l : listeners_) log_->info("listening on {}", l.name);
-    log_->info("started: hostname={} workers={} max_connections={} local_domain={} relay_net={} rdns={}",
-               loaded_.resolved.hostname, s.workers, s.max_connections,
-               fmt::join(loaded_.resolved.local_domain, ","), loaded_.resolved.relay_net.to_string(),
-               s.rdns ? (s.dns_server.empty() ? "system" : s.dns_server) : "off");
+    log_->info(
+        "started: hostname={} workers={} max_connections={} local_domain={} relay_net={} rdns={} tls={}",
+        loaded_.resolved.hostname, s.workers, s.max_connections,
+        fmt::join(loaded_.resolved.local_domain, ","), loaded_.resolved.relay_net.to_string(),
+        s.rdns ? (s.dns_server.empty() ? "system" : s.dns_server) : "off", tls_mode(s));
     return true;
 }
 
@@ -366,8 +373,8 @@ void Master::reload() {
     loaded_.settings = std::move(fresh.settings);
     loaded_.resolved = std::move(fresh.resolved);
     slots_.assign(loaded_.settings.workers, WorkerSlot{});
-    log_->info("reloaded: {} workers with the new settings, {} old ones draining", slots_.size(),
-               draining_.size());
+    log_->info("reloaded: {} workers with the new settings (tls={}), {} old ones draining", slots_.size(),
+               tls_mode(loaded_.settings), draining_.size());
     for (std::size_t i = 0; i < slots_.size(); ++i)
         if (fork_worker(i)) return;
 }

@@ -3,7 +3,8 @@
 //
 // Life of the master (DESIGN.md "Daemons"):
 //  1. start the log process (before anything else is made, so every later step logs);
-//  2. bind the listening sockets (port 25 needs root), then drop privileges;
+//  2. bind the listening sockets (port 25 needs root), then drop privileges (the TLS
+//     certificate and key were loaded before, with the configuration);
 //  3. open the mail root and the queue once to fail early with a clear message;
 //  4. fork `workers` workers with fork() alone and wait for signals (sigwaitinfo on a
 //     blocked set: no handler runs in the master):
@@ -17,8 +18,10 @@
 //       is valid, a new generation of workers starts with it and the old ones drain
 //       (SIGHUP: no new connections, their sessions end normally). Settings fixed at
 //       start (port, bind, user, group, log_file, log_level, the directories) keep their
-//       old values, with a warning naming each one that changed. An invalid file is
-//       logged and changes nothing.
+//       old values, with a warning naming each one that changed. The TLS certificate
+//       and key are loaded again (as the unprivileged user: the key must be readable
+//       by it), so the new workers present the new certificate. An invalid file, or
+//       a certificate or key that does not load, is logged and changes nothing.
 //
 // Thread safety: single-threaded, like every process of smtpd.
 #ifndef SMTP_APPS_SMTPD_MASTER_HPP

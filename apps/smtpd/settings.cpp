@@ -96,6 +96,13 @@ config::Table make_table(Settings& s) {
     t.add("dns_timeout", &s.dns_timeout, "time limit of one reverse DNS lookup").range(1, 600);
     t.add("reject_unknown_client", &s.reject_unknown_client,
           "450 4.7.25 for clients without a confirmed name (RFC 7372)");
+    t.add("tls_cert", &s.tls_cert,
+          "PEM certificate chain for STARTTLS, leaf first; STARTTLS is off without it");
+    t.add("tls_key", &s.tls_key,
+          "PEM key of tls_cert; read before privileges are dropped, on SIGHUP as user (unreadable: reload "
+          "refused)");
+    t.add("require_tls", &s.require_tls,
+          "relay_net clients must STARTTLS before MAIL, RCPT, DATA (530 5.7.0; RFC 3207 4)");
     return t;
 }
 
@@ -107,6 +114,18 @@ std::string resolve(const Settings& s, Resolved& out) {
     for (const auto& n : s.relay_net) out.relay_net.add(*parse_ip_network(n).value);
     for (const auto& b : s.bind) out.bind.push_back(*parse_ip_address(b).value);
     if (out.bind.empty()) return "bind: no address to listen on";
+
+    // Both or neither: one alone is a half-done configuration, not "TLS off".
+    if (s.tls_cert.empty() != s.tls_key.empty())
+        return s.tls_cert.empty() ? "tls_key: set without tls_cert (both or neither)"
+                                  : "tls_cert: set without tls_key (both or neither)";
+    // RFC 3207 §4: requiring TLS is only possible when it can be offered.
+    if (s.require_tls && s.tls_cert.empty()) return "require_tls: needs tls_cert and tls_key";
+    if (!s.tls_cert.empty()) {
+        std::string error;
+        out.tls = tls::Context::server(s.tls_cert, s.tls_key, error);
+        if (!out.tls) return error.empty() ? fmt::format("tls_cert {}: cannot load", s.tls_cert) : error;
+    }
     return {};
 }
 

@@ -6,6 +6,12 @@
 // directory (created on first start when left at their defaults; configured paths
 // must exist, so a typo never creates a second mail store).
 //
+// TLS (STARTTLS, RFC 3207) is off unless both tls_cert and tls_key are set; resolve()
+// then loads them into a tls::Context, so a bad file is a configuration error at the
+// start (--check-config too) and the master reads the key while still privileged. A
+// reload (SIGHUP) loads them again as the unprivileged user: the key must be readable
+// by `user` then, else the reload is refused like any invalid setting.
+//
 // Thread safety: plain data, read-only once the daemon runs.
 #ifndef SMTP_APPS_SMTPD_SETTINGS_HPP
 #define SMTP_APPS_SMTPD_SETTINGS_HPP
@@ -13,9 +19,11 @@
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "common/network.hpp"
+#include "common/tls.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,6 +69,11 @@ struct Settings {
     std::string dns_server;  // IP[:PORT]; empty: the system's resolver (/etc/resolv.conf)
     std::chrono::seconds dns_timeout = 5s;
     bool reject_unknown_client = false;  // 450 4.7.25 when the name is not confirmed (RFC 7372)
+
+    // STARTTLS (RFC 3207): offered only when both are set.
+    std::string tls_cert;      // PEM: the certificate, then any intermediates
+    std::string tls_key;       // PEM: its private key
+    bool require_tls = false;  // relay clients: 530 5.7.0 to MAIL/RCPT/DATA before STARTTLS
 };
 
 // The table binding every field of `s` (which must outlive it) to its row.
@@ -76,10 +89,15 @@ struct Resolved {
     std::vector<std::string> local_user;    // lower-cased mailbox names
     NetworkList relay_net;
     std::vector<IpAddress> bind;
+    // The certificate and key loaded; null when TLS is off. Shared: the workers of
+    // one generation use it, and a reload makes a new one for the next.
+    std::shared_ptr<const tls::Context> tls;
 };
 
 // Fills `out` from `s`: looks up the host name when none is set, lower-cases domains
-// and users, parses networks and addresses. Returns an error message, or empty.
+// and users, parses networks and addresses, loads the TLS certificate and key.
+// Returns an error message ("tls_key: ...", "tls_cert /path: No such file or
+// directory"), or empty.
 std::string resolve(const Settings& s, Resolved& out);
 
 }  // namespace smtp::smtpd

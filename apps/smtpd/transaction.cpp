@@ -69,6 +69,31 @@ std::string client_text(const ClientInfo& c) {
     return fmt::format("{} ({} [{}])", helo, c.reverse_name, c.address);
 }
 
+// The Received: field with Postfix's TLS comment on a line of its own before the By
+// clause, which received_header() always starts on a new line ("\r\n\tby "); the From
+// clause holds no such sequence (its words are cut to domain characters). The text
+// comes from OpenSSL's names, but is kept to what a comment may hold anyway: no
+// parentheses beyond the ones it is built with, no control characters.
+std::string with_tls_comment(std::string received, std::string_view tls) {
+    if (tls.empty()) return received;
+    const std::size_t by = received.find("\r\n\tby ");
+    if (by == std::string::npos) return received;
+    std::string text;
+    int depth = 0;
+    for (const char c : tls.substr(0, 200)) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '(') ++depth;
+        if (c == ')' && --depth < 0) {
+            depth = 0;
+            continue;
+        }
+        text += u < 0x20 || u >= 0x7F ? '_' : c;
+    }
+    text.append(static_cast<std::size_t>(depth), ')');
+    received.insert(by, fmt::format("\r\n\t(using {})", text));
+    return received;
+}
+
 }  // namespace
 
 void Transaction::begin(const Command& mail, const ClientInfo& client) {
@@ -85,6 +110,7 @@ void Transaction::begin(const Command& mail, const ClientInfo& client) {
     reverse_name_ = client.reverse_name;
     address_ = client.address;
     protocol_ = client.protocol;
+    tls_ = client.tls;
 
     remote_.sender = mail.path.mailbox;
     remote_.size = mail.size;
@@ -164,7 +190,7 @@ std::error_code Transaction::open_copies(std::time_t now) {
     fields.second = local.tm_sec;
     fields.weekday = local.tm_wday;
     fields.utc_offset_minutes = static_cast<int>(local.tm_gmtoff / 60);
-    const std::string received = received_header(fields);
+    const std::string received = with_tls_comment(received_header(fields), tls_);
 
     if (!remote_.recipients.empty())
         if (auto ec = queued_.write(received)) return ec;

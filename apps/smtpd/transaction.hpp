@@ -14,7 +14,9 @@
 // line (Return-Path is for the final delivery, which smtpc's peer makes). Received
 // names the client's HELO, its verified reverse name when there is one, its address,
 // this host, the protocol, the message id, "for <rcpt>" when there is exactly one
-// recipient, and the date (local time with its UTC offset).
+// recipient, and the date (local time with its UTC offset). A message received over
+// TLS also gets Postfix's comment "(using TLSv1.3 with cipher ... (256/256 bits))" on
+// a line of its own between the From and By clauses.
 //
 // Durability: commit() returns {} only when every copy is fsync'ed in place: first the
 // queued copy (Queue's Writer::commit), then every Maildir copy (MaildirDelivery, all
@@ -51,7 +53,10 @@ struct ClientInfo {
     std::string_view helo;          // accepted HELO/EHLO name
     std::string_view reverse_name;  // forward-confirmed reverse DNS name, or empty
     std::string_view address;       // IP address as text
-    std::string_view protocol;      // ServerSession::protocol(): SMTP, ESMTP, UTF8SMTP
+    std::string_view protocol;      // ServerSession::protocol(): SMTP, ESMTP, UTF8SMTP, ESMTPS...
+    // In TLS: "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", shown as
+    // Postfix does, in a comment of its own after the From clause; empty: no TLS.
+    std::string_view tls;
 };
 
 class Transaction {
@@ -116,10 +121,10 @@ private:
     const queue::Queue* queue_;
     const std::string* hostname_;
     bool active_ = false;
-    std::string helo_, reverse_name_, address_, protocol_;  // from ClientInfo
-    std::vector<std::string> local_;                        // mailbox names, in RCPT order
-    std::vector<std::string> addresses_;                    // every accepted recipient as written
-    queue::Envelope remote_;                                // sender, parameters, remote recipients
+    std::string helo_, reverse_name_, address_, protocol_, tls_;  // from ClientInfo
+    std::vector<std::string> local_;                              // mailbox names, in RCPT order
+    std::vector<std::string> addresses_;                          // every accepted recipient as written
+    queue::Envelope remote_;                                      // sender, parameters, remote recipients
     std::optional<MaildirDelivery> maildir_;
     queue::Writer queued_;
     std::string id_;

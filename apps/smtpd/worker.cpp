@@ -10,7 +10,8 @@
 //
 // Invariants: no descriptor >= FD_SETSIZE goes into an fd_set; the loop never waits on
 // anything but select(); every deadline (session, write, linger, accept pause,
-// shutdown grace, resolver) bounds the select() timeout.
+// shutdown grace, resolver) bounds the select() timeout, and a connection whose TLS
+// stream holds decrypted input (Connection::has_ready_input) makes it zero.
 //
 // Thread safety: single-threaded; the signal handlers touch only sig_atomic_t flags
 // and write(2) to the self-pipe.
@@ -207,7 +208,12 @@ int Worker::run() {
         const std::optional<Clock::time_point> wake = next_deadline();
         timeval tv{};
         if (wake) tv = to_timeval(*wake - Clock::now());
-        if (::select(max_fd + 1, &read_set, &write_set, nullptr, wake ? &tv : nullptr) < 0) {
+        // Decrypted input inside a TLS stream is invisible to select(): look, don't sleep.
+        const bool ready =
+            std::any_of(connections_.begin(), connections_.end(),
+                        [](const std::unique_ptr<Connection>& c) { return c->has_ready_input(); });
+        if (ready) tv = timeval{};
+        if (::select(max_fd + 1, &read_set, &write_set, nullptr, wake || ready ? &tv : nullptr) < 0) {
             if (errno != EINTR) {
                 // EBADF, EINVAL, ENOMEM: a bug or a broken system; the master restarts us.
                 setup_.log->error("worker {}: select: {}", setup_.index, std::strerror(errno));
@@ -313,8 +319,8 @@ void Worker::serve(const fd_set& read_set, const fd_set& write_set, Clock::time_
     for (const auto& c : connections_) {
         if (c->closed()) continue;
         const int fd = c->fd();
-        if (FD_ISSET(fd, &read_set)) c->on_readable(buffer_, now);
-        if (!c->closed() && FD_ISSET(fd, &write_set)) c->on_writable(now);
+        if (FD_ISSET(fd, &read_set) || c->has_ready_input()) c->on_readable(buffer_, now);
+        if (!c->closed() && FD_ISSET(fd, &write_set)) c->on_writable(buffer_, now);
         if (!c->closed()) c->on_timer(now);
     }
 }

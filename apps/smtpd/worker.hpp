@@ -22,6 +22,10 @@
 //    length for a client that stops reading; on expiry timeout() (421 4.4.2) and, if even
 //    that cannot be written, close (after a read timeout at most 5 s more for the 421).
 //  - A peer that closes or resets: the transaction is aborted, nothing is delivered.
+//  - STARTTLS (tls_cert and tls_key set): after the plaintext 220 the handshake runs in
+//    the same loop, never blocking (select() watches what the TLS stream asks for),
+//    bounded by the command timeout; then every byte goes through TLS. A TLS stream
+//    holding decrypted input that select() cannot see is served without waiting.
 //
 // Signals (handlers write to a self-pipe watched by the same select()):
 //  - SIGTERM, SIGINT: stop accepting, close the listening sockets (the worker's copies:
@@ -41,10 +45,12 @@
 //   <sid>: to=<r>, status=queued
 //   <sid>: status=deferred (452 4.3.1 ... : No space left on device)
 //   disconnect from name[ip] ehlo=1 mail=1 rcpt=2 data=1 quit=1 commands=6
-//     (kinds seen: helo ehlo mail rcpt data rset quit, errors= for commands the session
+//     (kinds seen: helo ehlo starttls mail rcpt data rset quit, errors= for commands the session
 //     refused itself; commands= is their total. NOOP, VRFY... make no event: not counted.)
+//   TLS connection established from name[ip]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+//   TLS handshake failed from name[ip]: <OpenSSL's or the system's reason>
 //   lost connection after DATA from name[ip]     (the peer closed or reset, no QUIT)
-//   timeout after DATA from name[ip]     (the last command seen: CONNECT, EHLO, ...)
+//   timeout after DATA from name[ip]     (the last command seen: CONNECT, EHLO, STARTTLS, ...)
 // name is "unknown" unless the reverse name is confirmed.
 //
 // Thread safety: a worker is single-threaded.

@@ -165,7 +165,7 @@ private:
     smtp::Command command_;
 };
 
-const ClientInfo client{"client.example", "rdns.example", "192.0.2.1", "ESMTP"};
+const ClientInfo client{"client.example", "rdns.example", "192.0.2.1", "ESMTP", ""};
 constexpr std::time_t now = 1700000000;
 
 // The Received: line the transaction must write, computed from its parts.
@@ -324,6 +324,63 @@ TEST_SUITE("transaction") {
         }
     }
 
+    TEST_CASE("a message received over TLS gets the TLS comment between the From and By clauses") {
+        Store s;
+        const Parsed mail("MAIL FROM:<sender@remote.example>");
+        const Parsed carol("RCPT TO:<carol@remote.example>");
+        const std::string summary = "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)";
+        const ClientInfo over_tls{"client.example", "rdns.example", "192.0.2.1", "ESMTPS", summary};
+        Transaction t(s.root, s.queue, s.hostname);
+        t.begin(*mail, over_tls);
+        t.add_local("alice", "alice@example.org");
+        t.add_remote(*carol);
+        REQUIRE_FALSE(t.open(now));
+        t.write(data);
+        REQUIRE_FALSE(t.commit());
+        // What received_header() makes without TLS, the comment line inserted before "by".
+        struct tm local {};
+        REQUIRE(::localtime_r(&now, &local) != nullptr);
+        smtp::ReceivedFields f{};
+        f.helo = "client.example";
+        f.reverse_name = "rdns.example";
+        f.address = "192.0.2.1";
+        f.by = "mx.example.org";
+        f.protocol = "ESMTPS";
+        f.id = t.id();
+        f.year = local.tm_year + 1900;
+        f.month = local.tm_mon + 1;
+        f.day = local.tm_mday;
+        f.hour = local.tm_hour;
+        f.minute = local.tm_min;
+        f.second = local.tm_sec;
+        f.weekday = local.tm_wday;
+        f.utc_offset_minutes = static_cast<int>(local.tm_gmtoff / 60);
+        std::string received = smtp::received_header(f);
+        const std::size_t by = received.find("\r\n\tby mx.example.org (libsmtp) with ESMTPS id ");
+        REQUIRE(by != std::string::npos);
+        received.insert(by, "\r\n\t(using " + summary + ")");
+        CHECK(received.rfind("Received: from client.example (rdns.example [192.0.2.1])\r\n\t(using TLSv1.3 ",
+                             0) == 0);
+        CHECK(s.delivered("alice") == "Return-Path: <sender@remote.example>\r\n" + received + data);
+        CHECK(s.content(t.id()) == received + data);
+    }
+
+    TEST_CASE("the TLS comment cannot end the header or the comment early") {
+        Store s;
+        const Parsed mail("MAIL FROM:<sender@remote.example>");
+        const ClientInfo odd{"client.example", "", "192.0.2.1", "ESMTPS", "TLSv1.3\r\nX-Evil: 1) (a (b"};
+        Transaction t(s.root, s.queue, s.hostname);
+        t.begin(*mail, odd);
+        t.add_local("alice", "alice@example.org");
+        REQUIRE_FALSE(t.open(now));
+        REQUIRE_FALSE(t.commit());
+        const std::string message = s.delivered("alice");
+        // Control characters replaced, the stray ")" dropped, open ones closed.
+        CHECK(message.find("\r\n\t(using TLSv1.3__X-Evil: 1 (a (b)))\r\n\tby mx.example.org ") !=
+              std::string::npos);
+        CHECK(message.find("\r\nX-Evil") == std::string::npos);
+    }
+
     TEST_CASE("the Received date is local time with its UTC offset") {
         // A POSIX TZ rule needs no tzdata: "XST-5:30" is 5 h 30 min east of UTC.
         const char* old = std::getenv("TZ");
@@ -434,7 +491,7 @@ TEST_SUITE("transaction") {
         Transaction t(s.root, s.queue, s.hostname);
         const Parsed mail("MAIL FROM:<>");
         const Parsed rcpt("RCPT TO:<carol@remote.example>");
-        t.begin(*mail, {"client.example", "", "::1", "SMTP"});
+        t.begin(*mail, {"client.example", "", "::1", "SMTP", ""});
         t.add_remote(*rcpt);
         REQUIRE_FALSE(t.open(now));
         REQUIRE_FALSE(t.commit());  // an empty message is still a message

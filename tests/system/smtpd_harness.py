@@ -26,6 +26,10 @@ Invariants:
  - Tests talk only to 127.0.0.0/8 and ::1. The dnsmasq fixture answers from its own
    records only: no upstream server, no /etc/hosts, no resolv.conf.
 
+STARTTLS: Client.starttls(tls_client_context(ca)) runs the handshake after the 220
+(the name checked), peer_certificate_sha256() and certificate_sha256(pem) compare
+certificates, parse_received_tls() checks a Received: field with the TLS comment.
+
 Standard library only; Python 3.9 or newer (Debian's /usr/bin/python3).
 """
 
@@ -447,6 +451,56 @@ class Client:
         self.buf += chunk
         return False
 
+    @classmethod
+    def over(cls, sock, timeout=REPLY_TIMEOUT):
+        """A Client on a socket already connected (set up as the test needs: a small
+        SO_RCVBUF, say); the Client owns it from now on."""
+        c = cls.__new__(cls)
+        c.sock, c.timeout, c.buf, c.eof = sock, timeout, b"", False
+        sock.settimeout(timeout)
+        return c
+
+    # -- STARTTLS (RFC 3207) --------------------------------------------------------------
+
+    def starttls(self, context, server_hostname="localhost"):
+        """The TLS handshake, after the 220 to STARTTLS was read: the certificate and
+        its name are checked as `context` says (tls_client_context). From then on
+        every byte goes through TLS. Fails if any byte came after the 220: the
+        server must say nothing more in plaintext. Raises ssl.SSLError when the
+        handshake fails."""
+        check(self.buf == b"", "bytes after the 220 to STARTTLS: %r" % self.buf)
+        self.sock.settimeout(self.timeout)
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+
+    def peer_certificate_sha256(self):
+        """The SHA-256 of the server's certificate (DER), in TLS."""
+        import hashlib
+        return hashlib.sha256(self.sock.getpeercert(binary_form=True)).hexdigest()
+
+    def tls_version_and_cipher(self):
+        """("TLSv1.3", "TLS_AES_256_GCM_SHA384", 256): what this TLS session uses."""
+        name, _, bits = self.sock.cipher()
+        return self.sock.version(), name, bits
+
+
+def tls_client_context(*ca_files):
+    """An ssl.SSLContext for a client that trusts only the given CA files (PEM) and
+    checks the server's name (PROTOCOL_TLS_CLIENT: CERT_REQUIRED, check_hostname)."""
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for ca in ca_files:
+        context.load_verify_locations(ca)
+    return context
+
+
+def certificate_sha256(pem_path):
+    """The SHA-256 of the first certificate of a PEM file (DER), to compare with
+    Client.peer_certificate_sha256()."""
+    import hashlib
+    import ssl
+    with open(pem_path) as f:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+
 
 def dot_encode(content):
     """The DATA form of content made of CRLF lines: dot-stuffed, with the final dot."""
@@ -499,6 +553,35 @@ def parse_received(header):
     import email.utils
     when = email.utils.parsedate_to_datetime(m.group("date")).timestamp()
     check(abs(when - time.time()) < 600, "Received: date is not now: %r" % m.group("date"))
+    return m
+
+
+RECEIVED_TLS = re.compile(
+    r"^Received: from (?P<helo>\S+) \((?:(?P<rdns>[^\s\[\]()]+) )?\[(?P<addr>[^\]]+)\]\)"
+    r" \(using (?P<tls>(?P<version>TLSv1(?:\.[0-3])?) with cipher (?P<cipher>[A-Za-z0-9_-]+)"
+    r" \((?P<bits>\d+)/(?P<algbits>\d+) bits\))\)"
+    r" by (?P<by>\S+) \(libsmtp\) with (?P<proto>ESMTPS|UTF8SMTPS) id (?P<id>[0-9A-Za-z]+)"
+    r"(?: for <(?P<for>[^>]*)>)?; (?P<date>(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d [+-]\d{4})$")
+
+
+def parse_received_tls(header):
+    """As parse_received, for a message received over TLS: Postfix's comment
+    "(using TLSv1.3 with cipher ... (256/256 bits))" on a line of its own between the
+    From and By clauses, protocol ESMTPS or UTF8SMTPS. Returns the regex match
+    (groups of parse_received, and tls, version, cipher, bits, algbits)."""
+    check(header.endswith(b"\r\n"), "Received: does not end in CRLF: %r" % header)
+    lines = header[:-2].split(b"\r\n")
+    for i, line in enumerate(lines):
+        check(b"\r" not in line and b"\n" not in line, "bare CR/LF in Received: %r" % header)
+        check(len(line) <= 78 or b" " not in line.strip(), "Received: line over 78 characters: %r" % line)
+        if i:
+            check(line[:1] in (b"\t", b" "), "Received: continuation without WSP: %r" % header)
+    check(any(l.strip().startswith(b"(using ") for l in lines[1:]),
+          "the TLS comment is not on a line of its own: %r" % header)
+    text = " ".join(l.strip().decode("utf-8") for l in lines)
+    m = RECEIVED_TLS.match(text)
+    check(m is not None, "Received: header not of the expected TLS form: %r" % text)
     return m
 
 

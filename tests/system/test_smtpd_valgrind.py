@@ -10,7 +10,9 @@ Suite 'memory' (make test_memory). smtpd runs with --workers 1 under
 so the master, the log process and the worker (forked, hence traced) each write a
 vg.<pid> file. A few sessions run (a local delivery, a relayed message into the
 queue, a session aborted in DATA, a transaction dropped with RSET, a refused
-relay, a protocol error), then SIGTERM. The master must exit 0 and every vg.*
+relay, a protocol error; with STARTTLS: a message delivered over TLS, a handshake
+that fails on garbage, a session idle in TLS that gets the shutdown's 421 over TLS),
+then SIGTERM. The master must exit 0 and every vg.*
 file must report "ERROR SUMMARY: 0 errors" and no definitely, indirectly or
 possibly lost bytes.
 """
@@ -22,6 +24,7 @@ import signal
 import tempfile
 
 import smtpd_harness as h
+import tls_certs
 from smtpd_harness import Smtpd, check, check_reply, dot_encode
 
 LOST = re.compile(r"(definitely|indirectly|possibly) lost: ([\d,]+) bytes")
@@ -36,7 +39,9 @@ def test_no_memory_error_or_leak_in_any_process():
                    "--errors-for-leak-kinds=definite,indirect,possible",
                    "--show-leak-kinds=definite,indirect,possible", "--error-exitcode=99",
                    "--log-file=%s/vg.%%p" % vg_dir]
-        with Smtpd(["--workers", "1", "--shutdown-grace", "1s", "--relay-net", "127.0.0.1/32"],
+        certs = tls_certs.make_certs(os.path.join(vg_dir, "certs"))
+        tls_args = ["--tls-cert", certs["server"], "--tls-key", certs["server_key"]]
+        with Smtpd(["--workers", "1", "--shutdown-grace", "1s", "--relay-net", "127.0.0.1/32"] + tls_args,
                    wrapper=wrapper, start_timeout=120, stop_timeout=120) as d:
             body = b"Subject: under valgrind\r\n\r\nhello\r\n"
             # A local delivery and a relayed message (queue) in one transaction.
@@ -68,14 +73,43 @@ def test_no_memory_error_or_leak_in_any_process():
             c.expect("DATA", 354)
             c.send(b"Subject: aborted\r\n\r\n" + b"partial\r\n" * 1000)
             c.abort()
-            # An idle session left open for the shutdown's 421.
+            # STARTTLS: a message delivered over TLS.
+            context = h.tls_client_context(certs["ca"])
+            c = d.client(timeout=60)
+            c.expect_greeting()
+            c.hello()
+            c.expect("STARTTLS", 220, "2.0.0")
+            c.starttls(context)
+            c.hello()
+            check_reply(c.transaction("t@client.example", ["tina@test.local"], dot_encode(body)), 250)
+            c.expect("QUIT", 221)
+            c.close()
+            check(len(d.new("tina")) == 1, "not delivered over TLS under valgrind")
+            # A handshake that fails: garbage in place of the ClientHello.
+            c = d.client(timeout=60)
+            c.expect_greeting()
+            c.hello()
+            c.expect("STARTTLS", 220)
+            c.send(b"this is no ClientHello\r\n" * 4)
+            check(c.wait_closed(60) == b"", "bytes after a failed handshake")
+            c.close()
+            d.wait_log(r"TLS handshake failed from ", timeout=60)
+            # Idle sessions left open for the shutdown's 421: plaintext, and in TLS.
             idle = d.client(timeout=60)
             idle.expect_greeting()
             idle.hello()
+            idle_tls = d.client(timeout=60)
+            idle_tls.expect_greeting()
+            idle_tls.hello()
+            idle_tls.expect("STARTTLS", 220)
+            idle_tls.starttls(context)
+            idle_tls.hello()
             h.wait_for(lambda: d.tmp("dave") == [], 60, "the aborted transaction's cleanup")
             d.signal(signal.SIGTERM)
             check_reply(idle.reply(timeout=60), 421, "4.3.2", "idle session at shutdown")
+            check_reply(idle_tls.reply(timeout=60), 421, "4.3.2", "idle TLS session at shutdown")
             idle.close()
+            idle_tls.close()
             check(d.wait_exit(120) == 0, "smtpd under valgrind exited with %s" % d.proc.returncode)
         reports = sorted(glob.glob(os.path.join(vg_dir, "vg.*")))
         check(len(reports) >= 3, "expected vg files of master, log process and worker: %s" % reports)
