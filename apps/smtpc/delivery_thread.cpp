@@ -18,6 +18,22 @@
 // bytes written are scanned for 'M' at the start of a line; the body (from need_body
 // until the final dot is written) is not scanned.
 //
+// STARTTLS (RFC 3207): the session's tls_begin starts a tls::Stream on the socket;
+// the handshake runs from this loop like any other wait (the socket watched for what
+// the stream last asked, the whole handshake bounded by the session's timeout_ms()),
+// then tls_started() or tls_failed(). A failed handshake is a temporary failure of
+// that endpoint, never a retry in plaintext, on this connection or another: the
+// session fails (451 4.7.5) and jobs whose MAIL was not written go to the next MX as
+// not_connected. From the handshake on, every byte goes through the Stream:
+//  - a read may need the socket writable and a write readable (renegotiation, TLS
+//    1.3 key updates): each direction remembers what its last call asked, and the
+//    socket is watched for that instead;
+//  - decrypted bytes can wait inside OpenSSL where pselect() cannot see them: a
+//    connection with buffered input makes pselect() return at once and is read
+//    without waiting for the socket;
+//  - a session that is over sends close_notify (one shutdown(), never waiting for the
+//    peer's) before its socket is closed.
+//
 // Invariants: no descriptor >= FD_SETSIZE goes into an fd_set; every job posted gets
 // exactly one JobResult; the loop waits on nothing but pselect(); every deadline
 // bounds its timeout; a session's output is consumed exactly as it is written, before
@@ -26,6 +42,8 @@
 // Thread safety: Loop::post() and Loop::request_stop() run on any thread (Mailbox and
 // one mutex); everything else on the delivery thread.
 #include "delivery_thread.hpp"
+
+#include "common/tls.hpp"
 
 #include <smtp/client_session.hpp>
 
@@ -63,6 +81,10 @@ constexpr std::size_t body_chunk = 64 * 1024;
 constexpr std::size_t output_high_water = 64 * 1024;
 // One read buffer for all connections: replies are short.
 constexpr std::size_t read_buffer_size = 16 * 1024;
+// TLS reads per connection and turn: enough to empty OpenSSL's buffer of a normal
+// reply; a server that streams without end cannot hold the thread on one connection
+// (what is left is read on the next turn, which then does not wait).
+constexpr int max_tls_reads_per_turn = 8;
 // A reply kept in a JobResult (and so in the envelope's last-error) is cut here.
 constexpr std::size_t max_reply_text = 1000;
 
@@ -119,17 +141,38 @@ std::string_view status_name(Outcome outcome) noexcept {
 
 // ---------------------------------------------------------------- transport
 //
-// The byte stream under a session. STARTTLS will put a TLS layer here: these two
-// functions and begin_connect() are the only places that touch the socket's data.
+// The byte stream under a session: the socket, or the TLS Stream on it once STARTTLS
+// has run. These two functions, begin_connect() and the handshake are the only places
+// that touch the socket's data.
 
 struct IoResult {
     enum class Status : std::uint8_t { done, would_block, closed, error };
     Status status = Status::done;
     std::size_t bytes = 0;  // done: how many
-    int error = 0;          // error: errno
+    int error = 0;          // error: errno (0 for a TLS error: the Stream's error() says it)
+    // would_block: TLS needs the other direction first (a read the socket writable, a
+    // write readable).
+    bool needs_other = false;
 };
 
-IoResult transport_read(int fd, char* buffer, std::size_t size) noexcept {
+IoResult from_tls(tls::Stream::Result r) noexcept {
+    switch (r.status) {
+        case tls::Stream::Status::done:
+            return {IoResult::Status::done, r.bytes, 0, false};
+        case tls::Stream::Status::want_read:
+            return {IoResult::Status::would_block, 0, 0, false};
+        case tls::Stream::Status::want_write:
+            return {IoResult::Status::would_block, 0, 0, true};
+        case tls::Stream::Status::closed:
+            return {IoResult::Status::closed, 0, 0, false};
+        case tls::Stream::Status::failed:
+            break;
+    }
+    return {IoResult::Status::error, 0, 0, false};
+}
+
+IoResult transport_read(int fd, tls::Stream* tls, char* buffer, std::size_t size) {
+    if (tls != nullptr) return from_tls(tls->read(std::span<char>(buffer, size)));
     for (;;) {
         const ssize_t n = ::recv(fd, buffer, size, 0);
         if (n > 0) return {IoResult::Status::done, static_cast<std::size_t>(n), 0};
@@ -140,7 +183,13 @@ IoResult transport_read(int fd, char* buffer, std::size_t size) noexcept {
     }
 }
 
-IoResult transport_write(int fd, std::string_view data) noexcept {
+IoResult transport_write(int fd, tls::Stream* tls, std::string_view data) {
+    if (tls != nullptr) {
+        // For a write, wanting the socket readable is the other direction.
+        IoResult r = from_tls(tls->write(data));
+        if (r.status == IoResult::Status::would_block) r.needs_other = !r.needs_other;
+        return r;
+    }
     for (;;) {
         // MSG_NOSIGNAL: a peer that is gone gives EPIPE, not SIGPIPE.
         const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
@@ -205,16 +254,24 @@ struct Active {
 };
 
 struct Connection {
-    Connection(Endpoint e, const ClientConfig& config)
-        : endpoint(std::move(e)), relay(endpoint.to_string()), session(config) {}
+    Connection(SessionKey k, const ClientConfig& config)
+        : key(std::move(k)), relay(key.endpoint.to_string()), session(config) {}
 
-    Endpoint endpoint;
-    std::string relay;  // endpoint.to_string(), for logs and errors
+    SessionKey key;     // the jobs it takes (job.hpp): the endpoint and the TLS level
+    std::string relay;  // key.endpoint.to_string(), for logs and errors
     Fd socket;
     bool connecting = true;  // waiting for connect() to complete
     ClientSession session;
-    std::deque<Active> jobs;  // in order; only the front may be submitted
-    Fd content;               // the front job's content, while its body is written
+    // STARTTLS: the Stream from tls_begin on (destroyed before the socket is closed).
+    std::optional<tls::Stream> tls;
+    bool handshaking = false;            // between tls_begin and tls_started/tls_failed
+    bool tls_up = false;                 // the handshake finished: close_notify at the end
+    bool tls_broken = false;             // a TLS read or write failed or saw the end: no close_notify
+    bool handshake_wants_write = false;  // the handshake's last ask: writable, else readable
+    bool read_needs_write = false;       // the last TLS read asked for the socket writable
+    bool write_needs_read = false;       // the last TLS write asked for the socket readable
+    std::deque<Active> jobs;             // in order; only the front may be submitted
+    Fd content;                          // the front job's content, while its body is written
 
     bool ready = false;           // the session's ready event came
     bool quitting = false;        // quit() was called: new jobs wait for the next connection
@@ -233,7 +290,12 @@ struct Connection {
 
     // New jobs may join this connection.
     bool accepting() const noexcept {
-        return !quitting && !failed && !closing && (connecting || session.want_read());
+        return !quitting && !failed && !closing && (connecting || handshaking || session.want_read());
+    }
+    // Decrypted input waits inside OpenSSL, unseen by pselect(). Decrypted only (not
+    // part of a record, tls.hpp): read() returns it at once, so the loop cannot spin.
+    bool buffered_input() const noexcept {
+        return tls_up && session.want_read() && tls->has_buffered_input();
     }
     // Nothing to do but wait for more mail.
     bool idle() const noexcept { return ready && jobs.empty() && !quitting && !failed && !closing; }
@@ -271,8 +333,10 @@ struct DeliveryThread::Loop {
     void take_jobs(Clock::time_point now);
     void dispatch(Job job, Clock::time_point now);
     void start_waiting(Clock::time_point now);
-    Connection& open_connection(Endpoint endpoint, Clock::time_point now);
-    Connection* find(const Endpoint& endpoint) noexcept;
+    Connection& open_connection(SessionKey key, Clock::time_point now);
+    Connection* find(const SessionKey& key) noexcept;
+    // The session's configuration for jobs of `level`.
+    ClientConfig config_for(TlsLevel level) const;
     // At least one, whatever the settings say: 0 would leave every job waiting.
     std::size_t max_connections() const noexcept { return std::max(1u, settings_.max_connections); }
     // Jobs wait for a slot that an idle connection holds: it should QUIT now.
@@ -300,6 +364,10 @@ struct DeliveryThread::Loop {
     void note_written(Connection& c, std::string_view bytes);
     void abort(Connection& c, std::string reply);
     void on_event(Connection& c, const ClientEvent& event, Clock::time_point now);
+    void start_tls(Connection& c, Clock::time_point now);
+    void continue_handshake(Connection& c, Clock::time_point now);
+    void handshake_failed(Connection& c, std::string_view why);
+    std::string io_error(const Connection& c, const IoResult& r) const;
 
     void post_finished(Active& a, const Connection& c);
     void finish_locally(const Job& job, std::string_view reply);
@@ -419,17 +487,25 @@ void DeliveryThread::Loop::dispatch(Job job, Clock::time_point now) {
         post_not_connected(job, "shutting down");
         return;
     }
-    if (Connection* c = find(job.endpoint); c != nullptr && c->accepting()) {
+    if (Connection* c = find(job.session_key()); c != nullptr && c->accepting()) {
         attach(*c, std::move(job), now);
         return;
     }
     waiting_.push_back(std::move(job));
 }
 
-Connection* DeliveryThread::Loop::find(const Endpoint& endpoint) noexcept {
+Connection* DeliveryThread::Loop::find(const SessionKey& key) noexcept {
     for (auto& c : connections_)
-        if (c->endpoint == endpoint) return c.get();
+        if (c->key == key) return c.get();
     return nullptr;
+}
+
+ClientConfig DeliveryThread::Loop::config_for(TlsLevel level) const {
+    ClientConfig config = config_;
+    // Without a context (a Resolved made by hand) no handshake can run: `may` stays in
+    // plaintext, encrypt and verify still ask for STARTTLS and fail at tls_begin.
+    config.tls = resolved_.tls_context || level != TlsLevel::may ? session_policy(level) : TlsPolicy::none;
+    return config;
 }
 
 void DeliveryThread::Loop::attach(Connection& c, Job job, Clock::time_point now) {
@@ -437,15 +513,16 @@ void DeliveryThread::Loop::attach(Connection& c, Job job, Clock::time_point now)
     if (c.jobs.size() == 1 && !c.connecting) pump(c, now);
 }
 
-// Waiting jobs, oldest first, join their endpoint's connection, or get a new one while
-// slots are free. An endpoint whose connection is quitting waits until it is gone.
+// Waiting jobs, oldest first, join their key's connection (endpoint and TLS level), or
+// get a new one while slots are free. A key whose connection is quitting (or failed)
+// waits until it is gone.
 void DeliveryThread::Loop::start_waiting(Clock::time_point now) {
     if (mode_ != Mode::running) return;
     for (auto it = waiting_.begin(); it != waiting_.end();) {
-        Connection* c = find(it->endpoint);
+        Connection* c = find(it->session_key());
         if (c == nullptr && connections_.size() < max_connections()) {
-            c = &open_connection(it->endpoint, now);
-            // open_connection took every waiting job of the endpoint; start over.
+            c = &open_connection(it->session_key(), now);
+            // open_connection took every waiting job of the key; start over.
             it = waiting_.begin();
             continue;
         }
@@ -459,15 +536,15 @@ void DeliveryThread::Loop::start_waiting(Clock::time_point now) {
     }
 }
 
-// A new connection to `endpoint` with every waiting job of it, in order, so a
-// connection that fails at once answers them all. `endpoint` is a copy: the caller's
-// is a waiting job's, which this moves away.
-Connection& DeliveryThread::Loop::open_connection(Endpoint endpoint, Clock::time_point now) {
-    auto owned = std::make_unique<Connection>(endpoint, config_);
+// A new connection for `key` with every waiting job of that key, in order, so a
+// connection that fails at once answers them all. `key` is a copy: the caller's is
+// made from a waiting job, which this moves away.
+Connection& DeliveryThread::Loop::open_connection(SessionKey key, Clock::time_point now) {
+    auto owned = std::make_unique<Connection>(key, config_for(key.tls));
     Connection& c = *owned;
     connections_.push_back(std::move(owned));
     for (auto it = waiting_.begin(); it != waiting_.end();) {
-        if (it->endpoint == endpoint) {
+        if (it->session_key() == key) {
             c.jobs.push_back(Active{std::move(*it), 0, false, {}});
             it = waiting_.erase(it);
         } else {
@@ -477,12 +554,13 @@ Connection& DeliveryThread::Loop::open_connection(Endpoint endpoint, Clock::time
     c.connect_deadline = now + settings_.connect_timeout;
     bool in_progress = false;
     int err = 0;
-    c.socket = begin_connect(endpoint.address, endpoint.port, in_progress, err);
+    c.socket = begin_connect(key.endpoint.address, key.endpoint.port, in_progress, err);
     if (!c.socket) {
         connect_failed(c, err == EMFILE || err == ENFILE ? "too many open files" : errno_text(err));
         return c;
     }
-    log_.debug("delivery thread {}: connecting to {} for {} job(s)", index_, c.relay, c.jobs.size());
+    log_.debug("delivery thread {}: connecting to {} for {} job(s), tls={}", index_, c.relay, c.jobs.size(),
+               tls_level_name(key.tls));
     if (!in_progress) finish_connect(c, now);
     return c;
 }
@@ -512,6 +590,8 @@ void DeliveryThread::Loop::finish_connect(Connection& c, Clock::time_point now) 
 std::optional<Clock::time_point> DeliveryThread::Loop::deadline(const Connection& c) const {
     if (c.closing) return std::nullopt;
     if (c.connecting) return c.connect_deadline;
+    // The whole handshake is one wait (timeout_ms() is command_timeout_ms then).
+    if (c.handshaking) return c.last_progress + std::chrono::milliseconds(c.session.timeout_ms());
     // Closed, with a last QUIT (after a 554 greeting) that the peer does not take.
     if (!c.session.want_read()) return c.last_progress + settings_.command_timeout;
     std::optional<Clock::time_point> best;
@@ -528,6 +608,11 @@ void DeliveryThread::Loop::service_timers(Clock::time_point now) {
         if (!due || now < *due) continue;
         if (c.connecting) {
             connect_failed(c, fmt::format("timed out after {}s", settings_.connect_timeout.count()));
+            continue;
+        }
+        if (c.handshaking) {
+            handshake_failed(c, fmt::format("timed out after {}s", settings_.command_timeout.count()));
+            pump(c, now);
             continue;
         }
         if (!c.session.want_read()) {
@@ -581,6 +666,12 @@ void DeliveryThread::Loop::close_connection(Connection& c) {
     c.jobs.clear();
     waiting_.insert(waiting_.begin(), std::make_move_iterator(requeue.begin()),
                     std::make_move_iterator(requeue.end()));
+    if (c.tls) {
+        // RFC 8446 §6.1 / RFC 3207: end TLS with close_notify, so the server can tell
+        // the end from a truncation; one attempt, never waiting for its answer.
+        if (c.tls_up && !c.tls_broken) c.tls->shutdown();
+        c.tls.reset();  // the SSL object goes before the descriptor it uses
+    }
     if (!c.socket) return;  // never connected: connect_failed() logged it
     if (const std::error_code ec = c.socket.close())
         log_.debug("delivery thread {}: close {}: {}", index_, c.relay, ec.message());
@@ -609,8 +700,15 @@ int DeliveryThread::Loop::fill_sets(fd_set& read_set, fd_set& write_set,
             add(c.socket.get(), write_set);
             continue;
         }
-        if (c.session.want_read()) add(c.socket.get(), read_set);
-        if (c.session.want_write()) add(c.socket.get(), write_set);
+        if (c.handshaking) {
+            add(c.socket.get(), c.handshake_wants_write ? write_set : read_set);
+            continue;
+        }
+        // Each direction waits for what its last TLS call asked (plaintext: its own).
+        if (c.session.want_read()) add(c.socket.get(), c.read_needs_write ? write_set : read_set);
+        if (c.session.want_write()) add(c.socket.get(), c.write_needs_read ? read_set : write_set);
+        // Input already inside OpenSSL: pselect() must not wait for the socket.
+        if (c.buffered_input()) earliest(wake, Clock::time_point{});
     }
     return max_fd;
 }
@@ -626,29 +724,54 @@ void DeliveryThread::Loop::serve(const fd_set& read_set, const fd_set& write_set
         }
         const bool readable = FD_ISSET(fd, &read_set);
         const bool writable = FD_ISSET(fd, &write_set);
+        if (c.handshaking) {
+            if (readable || writable) {
+                continue_handshake(c, now);
+                pump(c, now);  // EHLO over TLS, or the failure's events
+            }
+            continue;
+        }
+        // A TLS read that asked for writability is retried when the socket is writable;
+        // input inside OpenSSL is read whatever the socket says.
+        const bool buffered = c.buffered_input();
+        const bool read_now = readable || buffered || (writable && c.tls && c.read_needs_write);
         // Replies first: a 421 is worth more than the EPIPE a write would get.
-        if (readable) read_from(c, now);
-        if (readable || writable) pump(c, now);
+        if (read_now) read_from(c, now);
+        if (read_now || writable) pump(c, now);
     }
 }
 
+// Plaintext: one recv(). TLS: until the Stream wants the socket (within a bound per
+// turn; buffered_input() brings the loop back for the rest).
 void DeliveryThread::Loop::read_from(Connection& c, Clock::time_point now) {
-    const IoResult r = transport_read(c.socket.get(), read_buffer_.data(), read_buffer_.size());
-    switch (r.status) {
-        case IoResult::Status::done:
-            c.last_progress = now;
-            c.session.feed(std::string_view(read_buffer_.data(), r.bytes));
-            break;
-        case IoResult::Status::would_block:
-            break;
-        case IoResult::Status::closed:
-            c.session.peer_closed();
-            break;
-        case IoResult::Status::error:
-            log_.debug("delivery thread {}: read from {}: {}", index_, c.relay, errno_text(r.error));
-            c.session.peer_closed();
-            break;
+    tls::Stream* tls = c.tls_up ? &*c.tls : nullptr;
+    const int reads = tls != nullptr ? max_tls_reads_per_turn : 1;
+    for (int i = 0; i < reads && c.session.want_read(); ++i) {
+        const IoResult r = transport_read(c.socket.get(), tls, read_buffer_.data(), read_buffer_.size());
+        c.read_needs_write = r.status == IoResult::Status::would_block && r.needs_other;
+        switch (r.status) {
+            case IoResult::Status::done:
+                c.last_progress = now;
+                c.session.feed(std::string_view(read_buffer_.data(), r.bytes));
+                continue;
+            case IoResult::Status::would_block:
+                return;
+            case IoResult::Status::closed:
+                c.tls_broken = tls != nullptr;
+                c.session.peer_closed();
+                return;
+            case IoResult::Status::error:
+                c.tls_broken = tls != nullptr;
+                log_.debug("delivery thread {}: read from {}: {}", index_, c.relay, io_error(c, r));
+                c.session.peer_closed();
+                return;
+        }
     }
+}
+
+std::string DeliveryThread::Loop::io_error(const Connection& c, const IoResult& r) const {
+    if (r.error != 0 || !c.tls) return errno_text(r.error);
+    return c.tls->error().empty() ? std::string("TLS error") : c.tls->error();
 }
 
 // ---------------------------------------------------------------- one connection
@@ -737,7 +860,8 @@ bool DeliveryThread::Loop::flush(Connection& c, Clock::time_point now) {
     // a small segment of their own that Nagle holds back until the server's delayed
     // ACK (40 ms per message).
     if (c.writing_body && out.size() < output_high_water) return false;
-    const IoResult r = transport_write(c.socket.get(), out);
+    const IoResult r = transport_write(c.socket.get(), c.tls_up ? &*c.tls : nullptr, out);
+    c.write_needs_read = r.status == IoResult::Status::would_block && r.needs_other;
     switch (r.status) {
         case IoResult::Status::done:
             if (r.bytes == 0) return false;
@@ -754,7 +878,8 @@ bool DeliveryThread::Loop::flush(Connection& c, Clock::time_point now) {
             return false;
         case IoResult::Status::closed:
         case IoResult::Status::error:
-            log_.debug("delivery thread {}: write to {}: {}", index_, c.relay, errno_text(r.error));
+            c.tls_broken = c.tls_up;
+            log_.debug("delivery thread {}: write to {}: {}", index_, c.relay, io_error(c, r));
             if (c.session.want_read())
                 c.session.peer_closed();  // drops the output; its events follow
             else
@@ -784,6 +909,69 @@ void DeliveryThread::Loop::abort(Connection& c, std::string reply) {
     c.writing_body = false;
     static_cast<void>(c.content.close());
     c.session.peer_closed();
+}
+
+// ---------------------------------------------------------------- STARTTLS
+
+// After STARTTLS's 220: the client side of the handshake on the connection's socket,
+// for the endpoint's host (SNI and, for verify, the name the certificate must have).
+void DeliveryThread::Loop::start_tls(Connection& c, Clock::time_point now) {
+    if (!resolved_.tls_context) {
+        handshake_failed(c, "TLS is not configured");
+        return;
+    }
+    c.tls.emplace(tls::Stream::connect(*resolved_.tls_context, c.socket.get(), c.key.endpoint.host,
+                                       c.key.tls == TlsLevel::verify));
+    c.handshaking = true;
+    c.handshake_wants_write = false;
+    c.last_progress = now;  // the handshake's wait starts now
+    continue_handshake(c, now);
+}
+
+void DeliveryThread::Loop::continue_handshake(Connection& c, Clock::time_point now) {
+    const tls::Stream::Result r = c.tls->handshake();
+    switch (r.status) {
+        case tls::Stream::Status::want_read:
+            c.handshake_wants_write = false;
+            return;
+        case tls::Stream::Status::want_write:
+            c.handshake_wants_write = true;
+            return;
+        case tls::Stream::Status::done:
+            break;
+        case tls::Stream::Status::closed:
+        case tls::Stream::Status::failed: {
+            std::string why =
+                c.tls->error().empty() ? std::string("the server closed the connection") : c.tls->error();
+            // Why the certificate did not verify ("self-signed certificate", "hostname
+            // mismatch"), when OpenSSL's own text does not say it already.
+            if (const std::string verify = c.tls->verify_error();
+                !verify.empty() && why.find(verify) == std::string::npos)
+                why = fmt::format("{}: {}", why, verify);
+            handshake_failed(c, why);
+            return;
+        }
+    }
+    c.handshaking = false;
+    c.tls_up = true;
+    c.last_progress = now;
+    // Postfix's line, so that admins' greps work: "Verified" only when the chain and
+    // the name checked out (always so at level verify).
+    log_.info("{} TLS connection established to {}: {} with cipher {} ({}/{} bits)",
+              c.tls->verified() ? "Verified" : "Untrusted", c.relay, c.tls->protocol(), c.tls->cipher(),
+              c.tls->cipher_bits(), c.tls->cipher_bits());
+    if (!c.tls->verified())
+        log_.debug("{}: certificate not verified: {}", c.relay,
+                   c.tls->verify_error().empty() ? std::string("no reason given") : c.tls->verify_error());
+    static_cast<void>(c.session.tls_started());
+}
+
+// The handshake did not finish: a temporary failure of this endpoint (451 4.7.5),
+// never a retry in plaintext. The session fails; its events follow in pump().
+void DeliveryThread::Loop::handshake_failed(Connection& c, std::string_view why) {
+    log_.info("TLS handshake with {} failed: {}", c.relay, why);
+    c.handshaking = false;
+    static_cast<void>(c.session.tls_failed(why));
 }
 
 void DeliveryThread::Loop::on_event(Connection& c, const ClientEvent& event, Clock::time_point now) {
@@ -833,9 +1021,7 @@ void DeliveryThread::Loop::on_event(Connection& c, const ClientEvent& event, Clo
             break;
         }
         case Kind::tls_begin:
-            // ClientConfig::tls stays none until TLS is configured (issue 6): no
-            // STARTTLS is sent, so no handshake can be asked for.
-            static_cast<void>(c.session.tls_failed("TLS is not configured"));
+            start_tls(c, now);
             break;
         case Kind::closed:
             break;

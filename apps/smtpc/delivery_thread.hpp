@@ -1,9 +1,10 @@
 // apps/smtpc/delivery_thread.hpp: one delivery thread: a pselect() loop over many
 // outgoing SMTP connections, each driven by a ClientSession.
 //
-// Jobs arrive through the thread's Mailbox (post()). Per endpoint (address and port)
-// the thread keeps at most one connection; jobs for an endpoint with an open session
-// that has not yet sent QUIT join it at once: they queue on it and go to its session
+// Jobs arrive through the thread's Mailbox (post()). Per SessionKey (job.hpp: address,
+// port and TLS level; for `verify` also the host name checked) the thread keeps at most
+// one connection; jobs of a key with an open session that has not yet sent QUIT join
+// it at once: they queue on it and go to its session
 // one after another, each MAIL as soon as the last transaction is over (MAIL, RCPTs and
 // DATA pipelined when the server offers PIPELINING); otherwise they wait for the
 // endpoint's next connection. A session with nothing to do for idle_timeout sends QUIT
@@ -12,7 +13,7 @@
 //
 // A connection: socket(SOCK_NONBLOCK), connect() (EINPROGRESS, then writable and
 // SO_ERROR), within connect_timeout; then the ClientSession's own timeouts
-// (command_timeout for every wait). Message content is read from the queue
+// (command_timeout for every wait, the TLS handshake included). Message content is read from the queue
 // (Queue::open_content) in chunks when the session asks for the body, and written while
 // pending_output() is small, so memory stays bounded whatever the message size.
 // Results go to the scheduler's Mailbox as JobResults, exactly one per job posted:
@@ -31,13 +32,26 @@
 //    Content that cannot be read once DATA is under way ends the connection (nothing
 //    else ends DATA without delivering): that job is temporary, the jobs behind it
 //    take the endpoint's next connection.
+// STARTTLS (RFC 3207), by the job's TlsLevel: ClientConfig::tls is none for none, may
+// for may, encrypt for encrypt and verify. On the session's tls_begin the thread runs
+// the client handshake (tls::Stream, the host name of the endpoint for SNI and, at
+// verify, for the certificate check against Resolved::tls_context's trust store),
+// without blocking; then everything goes through TLS and the connection ends with
+// close_notify. A handshake that fails or times out is the session's tls_failed
+// (451 4.7.5): jobs not started are not_connected (the next MX), never retried in
+// plaintext. encrypt/verify against a server without STARTTLS (or refusing it) is
+// the session's tls_unavailable (451 4.7.4): not_connected too.
 // Hostile servers (endless or over-long replies, garbage, NUL, silence after the final
 // dot) end as the session's protocol_error or timeout: temporary failures, bounded
 // memory, no crash.
 // Log lines per recipient (Postfix's habit), from this thread:
 //   <sid>: to=<rcpt>, relay=mx.example[192.0.2.1]:25, delay=1.2, attempts=1, status=sent (250 2.0.0 Ok)
 // (status=deferred|bounced for 4xx|5xx; delay since the message's arrival; the
-// scheduler logs routing failures and bounces.)
+// scheduler logs routing failures and bounces.) Per connection, once TLS is up:
+//   Verified TLS connection established to mx.example[192.0.2.1]:25: TLSv1.3 with cipher
+//   TLS_AES_256_GCM_SHA384 (256/256 bits)
+// ("Untrusted" when the certificate did not verify, as at may and encrypt), or
+//   TLS handshake with mx.example[192.0.2.1]:25 failed: <OpenSSL's reason[: verify error]>
 //
 // Signals: the thread blocks every signal; its pselect() mask lets none through
 // (the scheduler's thread takes SIGTERM, SIGINT, SIGHUP and tells threads by stop()).

@@ -1,5 +1,7 @@
-// apps/smtpc/job.cpp: endpoints and their delivery threads.
+// apps/smtpc/job.cpp: endpoints, their delivery threads, and the keys of sessions.
 #include "job.hpp"
+
+#include "common/text.hpp"
 
 #include <fmt/format.h>
 
@@ -24,6 +26,38 @@ std::size_t delivery_thread_for(const Endpoint& endpoint, std::size_t threads) n
     mix(static_cast<std::uint8_t>(endpoint.port >> 8));
     mix(static_cast<std::uint8_t>(endpoint.port & 0xff));
     return static_cast<std::size_t>(hash % threads);
+}
+
+std::string_view tls_level_name(TlsLevel level) noexcept {
+    switch (level) {
+        case TlsLevel::none:
+            return "none";
+        case TlsLevel::may:
+            return "may";
+        case TlsLevel::encrypt:
+            return "encrypt";
+        case TlsLevel::verify:
+            return "verify";
+    }
+    return "may";
+}
+
+TlsPolicy session_policy(TlsLevel level) noexcept {
+    switch (level) {
+        case TlsLevel::none:
+            return TlsPolicy::none;
+        case TlsLevel::may:
+            return TlsPolicy::may;
+        case TlsLevel::encrypt:
+        case TlsLevel::verify:
+            return TlsPolicy::encrypt;
+    }
+    return TlsPolicy::encrypt;
+}
+
+bool operator==(const SessionKey& a, const SessionKey& b) noexcept {
+    if (!(a.endpoint == b.endpoint) || a.tls != b.tls) return false;
+    return a.tls != TlsLevel::verify || iequals(a.endpoint.host, b.endpoint.host);
 }
 
 }  // namespace smtp::smtpc

@@ -251,6 +251,7 @@ struct JobState {
     std::vector<std::size_t> indexes;  // envelope recipients
     std::vector<Endpoint> endpoints;   // from the Router, in order
     std::size_t current = 0;           // endpoints[current] has the job
+    TlsLevel tls = TlsLevel::may;      // the domain's: the same for every endpoint tried
 };
 
 class Scheduler {
@@ -286,7 +287,8 @@ private:
 
     // Routing and jobs.
     void route_group(const std::string& id, const std::string& domain, std::vector<std::size_t> indexes);
-    void on_routed(const std::string& id, std::vector<std::size_t> indexes, const RouteResult& result);
+    void on_routed(const std::string& id, std::vector<std::size_t> indexes, TlsLevel tls,
+                   const RouteResult& result);
     void post_job(JobState state);
 
     // Results.
@@ -667,19 +669,22 @@ void Scheduler::route_group(const std::string& id, const std::string& domain,
     InFlight& m = messages_.at(id);
     ++m.outstanding;
     ++m.routing;
-    router_->route(domain, [this, id, indexes = std::move(indexes)](const RouteResult& result) mutable {
-        on_routed(id, std::move(indexes), result);
+    // The level is the recipients' domain's, whatever the route (tls_policy): a
+    // smarthost or an MX fallback does not lower it.
+    const TlsLevel tls = resolved_.tls_level_for(domain);
+    router_->route(domain, [this, id, indexes = std::move(indexes), tls](const RouteResult& result) mutable {
+        on_routed(id, std::move(indexes), tls, result);
     });
 }
 
-void Scheduler::on_routed(const std::string& id, std::vector<std::size_t> indexes,
+void Scheduler::on_routed(const std::string& id, std::vector<std::size_t> indexes, TlsLevel tls,
                           const RouteResult& result) {
     const auto it = messages_.find(id);
     if (it == messages_.end()) return;
     InFlight& m = it->second;
     --m.routing;
     if (result.status == RouteResult::Status::ok && !result.endpoints.empty()) {
-        post_job(JobState{id, std::move(indexes), result.endpoints, 0});
+        post_job(JobState{id, std::move(indexes), result.endpoints, 0, tls});
         return;
     }
     const bool permanent = result.status == RouteResult::Status::permanent;
@@ -707,6 +712,7 @@ void Scheduler::post_job(JobState state) {
     job.message = outgoing_message(m.envelope, state.indexes);
     job.recipient_indexes = state.indexes;
     job.endpoint = state.endpoints[state.current];
+    job.tls = state.tls;
     job.arrival = m.envelope.arrival;
     job.attempts = m.attempt;
     const std::size_t thread = delivery_thread_for(job.endpoint, threads_.size());

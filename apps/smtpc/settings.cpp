@@ -44,7 +44,40 @@ std::optional<std::pair<std::string, RouteTarget>> parse_route(std::string_view 
     return std::pair{ascii_lower(domain), *target.value};
 }
 
+// The names of tls_level and of the levels in tls_policy.
+const std::vector<std::pair<std::string, TlsLevel>>& tls_levels() {
+    static const std::vector<std::pair<std::string, TlsLevel>> levels{{"none", TlsLevel::none},
+                                                                      {"may", TlsLevel::may},
+                                                                      {"encrypt", TlsLevel::encrypt},
+                                                                      {"verify", TlsLevel::verify}};
+    return levels;
+}
+
+// "DOMAIN=LEVEL" split and checked; the domain is lower-cased.
+std::optional<std::pair<std::string, TlsLevel>> parse_tls_policy(std::string_view text, std::string& error) {
+    const auto equals = text.find('=');
+    if (equals == std::string_view::npos) {
+        error = fmt::format("not DOMAIN=LEVEL: '{}'", text);
+        return std::nullopt;
+    }
+    const std::string_view domain = text.substr(0, equals);
+    if (!is_valid_domain(domain)) {
+        error = fmt::format("bad domain in '{}'", text);
+        return std::nullopt;
+    }
+    const std::string_view level = text.substr(equals + 1);
+    for (const auto& [name, value] : tls_levels())
+        if (name == level) return std::pair{ascii_lower(domain), value};
+    error = fmt::format("bad level in '{}' (none, may, encrypt or verify)", text);
+    return std::nullopt;
+}
+
 }  // namespace
+
+TlsLevel Resolved::tls_level_for(const std::string& domain) const {
+    const auto it = tls_policy.find(domain);
+    return it == tls_policy.end() ? tls_level : it->second;
+}
 
 config::Table make_table(Settings& s) {
     config::Table t{"smtpc", "delivers the outgoing queue by SMTP"};
@@ -102,6 +135,19 @@ config::Table make_table(Settings& s) {
         });
     t.add("dns_timeout", &s.dns_timeout, "time limit of one DNS lookup").range(1, 600);
     t.add("port", &s.port, "SMTP port of mail exchangers found by DNS").range(1, 65535);
+    t.add_choice("tls_level", &s.tls_level, tls_levels(),
+                 "STARTTLS: none, may (when offered, unverified), encrypt (required), verify (required, "
+                 "certificate checked against the MX or route host name)");
+    t.add("tls_policy", &s.tls_policy,
+          "DOMAIN=LEVEL: the TLS level for mail to that recipient domain, whatever its route, instead of "
+          "tls_level")
+        .validate([](std::string_view text) -> std::optional<std::string> {
+            std::string error;
+            if (parse_tls_policy(text, error)) return std::nullopt;
+            return error;
+        });
+    t.add("tls_ca_file", &s.tls_ca_file,
+          "CA certificates (PEM) that verify servers; empty: the system's store");
     t.add("once", &s.once, "deliver what is due, then exit");
     t.add("list", &s.list, "print the queue (like mailq) and exit");
     t.add("flush", &s.flush, "make every queued message due now, then run");
@@ -120,6 +166,18 @@ std::string resolve(const Settings& s, Resolved& out) {
     }
     if (!s.smarthost.empty()) out.smarthost = *parse_target(s.smarthost).value;
     if (s.retry_max < s.retry_min) return "retry_max must not be less than retry_min";
+    out.tls_level = s.tls_level;
+    for (const auto& p : s.tls_policy) {
+        std::string error;
+        auto policy = parse_tls_policy(p, error);
+        if (!policy) return fmt::format("tls_policy: {}", error);
+        out.tls_policy.insert_or_assign(policy->first, policy->second);
+    }
+    // Made even when every level is none: the CA file is checked at start-up (and by
+    // --check-config), not at the first handshake.
+    std::string error;
+    out.tls_context = tls::Context::client(s.tls_ca_file, error);
+    if (!out.tls_context) return error.empty() ? "tls_ca_file: cannot make the TLS context" : error;
     return {};
 }
 

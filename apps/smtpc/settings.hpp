@@ -11,10 +11,13 @@
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "common/network.hpp"
+#include "common/tls.hpp"
+#include "job.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,6 +59,11 @@ struct Settings {
     std::chrono::seconds dns_timeout = 10s;
     std::uint16_t port = 25;  // the SMTP port of MX hosts
 
+    // STARTTLS (RFC 3207), as Postfix's smtp_tls_security_level and smtp_tls_policy_maps.
+    TlsLevel tls_level = TlsLevel::may;
+    std::vector<std::string> tls_policy;  // "DOMAIN=LEVEL": that recipient domain's level
+    std::string tls_ca_file;              // PEM CA certificates; empty: the system's store
+
     // Modes (command line only in practice, but in the table like the rest).
     bool once = false;   // deliver what is due, then exit
     bool list = false;   // print the queue (like mailq) and exit
@@ -79,9 +87,19 @@ struct Resolved {
     std::vector<std::string> local_domain;      // lower-cased, never empty
     std::map<std::string, RouteTarget> routes;  // lower-cased domain -> target
     std::optional<RouteTarget> smarthost;
+    TlsLevel tls_level = TlsLevel::may;
+    std::map<std::string, TlsLevel> tls_policy;  // lower-cased domain -> level
+    // The trust store of every handshake (tls_ca_file, or the system's); shared by the
+    // delivery threads, read-only. Made by resolve(); null only in a Resolved made by
+    // hand (the probe): then `may` runs in plaintext and encrypt/verify fail.
+    std::shared_ptr<const tls::Context> tls_context;
+
+    // The level for mail to `domain` (lower-case): its tls_policy entry, else tls_level.
+    TlsLevel tls_level_for(const std::string& domain) const;
 };
 
-// Fills `out` from `s`. Returns an error message, or empty.
+// Fills `out` from `s`, the TLS context included (an unreadable or bad tls_ca_file is
+// an error). Returns an error message, or empty.
 std::string resolve(const Settings& s, Resolved& out);
 
 }  // namespace smtp::smtpc

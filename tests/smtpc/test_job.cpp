@@ -1,4 +1,4 @@
-// Tests of apps/smtpc/job.hpp: endpoints, their threads, and the Mailbox.
+// Tests of apps/smtpc/job.hpp: endpoints, their threads, session keys, and the Mailbox.
 #include "job.hpp"
 
 #include <doctest/doctest.h>
@@ -14,6 +14,8 @@ namespace {
 using smtp::smtpc::delivery_thread_for;
 using smtp::smtpc::Endpoint;
 using smtp::smtpc::Mailbox;
+using smtp::smtpc::SessionKey;
+using smtp::smtpc::TlsLevel;
 
 Endpoint endpoint(const char* ip, std::uint16_t port, const char* host = "") {
     return Endpoint{*smtp::parse_ip_address(ip).value, port, host};
@@ -54,6 +56,50 @@ TEST_SUITE("job") {
         CHECK(used.size() == 4);
         CHECK(delivery_thread_for(endpoint("10.0.0.1", 25), 1) == 0);
         CHECK(delivery_thread_for(endpoint("10.0.0.1", 25), 0) == 0);
+    }
+
+    TEST_CASE("jobs share a session only at the same endpoint and TLS level") {
+        const Endpoint mx = endpoint("192.0.2.1", 25, "mx.example");
+        for (const TlsLevel level : {TlsLevel::none, TlsLevel::may, TlsLevel::encrypt, TlsLevel::verify}) {
+            CAPTURE(smtp::smtpc::tls_level_name(level));
+            CHECK(SessionKey{mx, level} == SessionKey{mx, level});
+            CHECK_FALSE(SessionKey{mx, level} == SessionKey{endpoint("192.0.2.1", 26, "mx.example"), level});
+            CHECK_FALSE(SessionKey{mx, level} == SessionKey{endpoint("192.0.2.2", 25, "mx.example"), level});
+            for (const TlsLevel other : {TlsLevel::none, TlsLevel::may, TlsLevel::encrypt, TlsLevel::verify})
+                if (other != level) CHECK_FALSE(SessionKey{mx, level} == SessionKey{mx, other});
+        }
+    }
+
+    TEST_CASE("the host name splits sessions only at verify, where the certificate is checked against it") {
+        const Endpoint a = endpoint("192.0.2.1", 25, "mx1.example");
+        const Endpoint b = endpoint("192.0.2.1", 25, "mx2.example");
+        CHECK(SessionKey{a, TlsLevel::may} == SessionKey{b, TlsLevel::may});
+        CHECK(SessionKey{a, TlsLevel::encrypt} == SessionKey{b, TlsLevel::encrypt});
+        CHECK_FALSE(SessionKey{a, TlsLevel::verify} == SessionKey{b, TlsLevel::verify});
+        CHECK(SessionKey{a, TlsLevel::verify} ==
+              SessionKey{endpoint("192.0.2.1", 25, "MX1.Example"), TlsLevel::verify});
+    }
+
+    TEST_CASE("a job's key carries its endpoint and level; its thread depends on the endpoint only") {
+        smtp::smtpc::Job job;
+        job.endpoint = endpoint("10.0.0.7", 25, "mx.example");
+        job.tls = TlsLevel::verify;
+        CHECK(job.session_key() == SessionKey{job.endpoint, TlsLevel::verify});
+        smtp::smtpc::Job other = job;
+        other.tls = TlsLevel::none;
+        CHECK_FALSE(job.session_key() == other.session_key());
+        CHECK(delivery_thread_for(job.endpoint, 8) == delivery_thread_for(other.endpoint, 8));
+    }
+
+    TEST_CASE("levels map to the session's STARTTLS policy: verify is encrypt there") {
+        using smtp::TlsPolicy;
+        using smtp::smtpc::session_policy;
+        CHECK(session_policy(TlsLevel::none) == TlsPolicy::none);
+        CHECK(session_policy(TlsLevel::may) == TlsPolicy::may);
+        CHECK(session_policy(TlsLevel::encrypt) == TlsPolicy::encrypt);
+        CHECK(session_policy(TlsLevel::verify) == TlsPolicy::encrypt);
+        CHECK(smtp::smtpc::tls_level_name(TlsLevel::verify) == "verify");
+        CHECK(smtp::smtpc::tls_level_name(TlsLevel::none) == "none");
     }
 
     TEST_CASE("a mailbox's pipe is readable exactly while values wait") {

@@ -34,6 +34,14 @@ Misbehaviour, all bounded and all ended by stop():
    structure, then silence), "nul" (a reply line with NUL bytes in it), "stall"
    (never answer). hostile(None) ends it.
  - dot_delay: seconds to wait before answering each final dot (a slow server).
+ - starttls: None (not offered), or what STARTTLS gets (it is offered in EHLO then):
+   "refuse" (454 4.7.0), "close" (220, then close once the client's TLS hello has
+   come), "garbage" (220, then bytes that are no TLS record once the hello has come,
+   then silence until the client closes), "inject" (220 and a plaintext "250"
+   reply in the same write, before any hello: the CVE-2011-0411 shape, then silence),
+   "stall" (220, then silence: a handshake that never ends).
+   No TLS is ever done; Connection.starttls counts the STARTTLS commands, and a
+   command after a 220 to STARTTLS would still be recorded in Connection.commands.
 
 Replies to the final dot are 250 unless told otherwise; EHLO offers PIPELINING,
 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, SIZE and DSN (`extensions` changes that).
@@ -46,6 +54,7 @@ import time
 
 HOSTILE_STAGES = ("greeting", "ehlo", "mail", "rcpt", "data", "dot")
 HOSTILE_KINDS = ("long_line", "endless", "garbage", "nul", "stall")
+STARTTLS_ACTIONS = ("refuse", "close", "garbage", "inject", "stall")
 MAX_LINE = 1 << 20  # a client line longer than this ends the connection (we are a test peer)
 
 
@@ -91,6 +100,7 @@ class Connection:
         self.peer = peer
         self.helo = None
         self.commands = []  # command lines as received (bytes, without CRLF)
+        self.starttls = 0  # STARTTLS commands received
         self.opened = time.time()
         self.closed = None
 
@@ -102,6 +112,7 @@ class RecordingServer:
         self.extensions = list(extensions) if extensions is not None else [
             "PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "SIZE 0", "DSN"]
         self.dot_delay = 0.0
+        self.starttls = None  # see the module comment: None or one of STARTTLS_ACTIONS
         self.endless_limit = 1 << 30  # bytes of an endless reply before the server gives up
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -414,7 +425,7 @@ class _Session:
                 self.record.helo = arg
                 sender, rcpts = None, []
                 if verb == "EHLO":
-                    lines = [srv.hostname] + srv.extensions
+                    lines = [srv.hostname] + srv.extensions + (["STARTTLS"] if srv.starttls else [])
                     normal = "\r\n".join("250%s%s" % ("-" if i < len(lines) - 1 else " ", l)
                                          for i, l in enumerate(lines))
                 else:
@@ -454,6 +465,8 @@ class _Session:
             elif verb == "RSET":
                 sender, rcpts = None, []
                 self.reply("250 2.0.0 Ok")
+            elif verb == "STARTTLS" and srv.starttls:
+                self.starttls(srv.starttls)
             elif verb == "NOOP":
                 self.reply("250 2.0.0 Ok")
             elif verb == "QUIT":
@@ -461,6 +474,30 @@ class _Session:
                 raise _Closed()
             else:
                 self.reply("502 5.5.2 Command not implemented")
+
+    def starttls(self, action):
+        """STARTTLS without TLS: one of STARTTLS_ACTIONS (none of them goes on)."""
+        assert action in STARTTLS_ACTIONS, action
+        with self.server._lock:
+            self.record.starttls += 1
+        self.server._notify()
+        if action == "refuse":
+            self.reply("454 4.7.0 TLS not available due to temporary reason")
+            return
+        if action == "inject":
+            self.send("220 2.0.0 Ready to start TLS\r\n250 2.0.0 injected in plaintext\r\n")
+            self.stall()
+        self.reply("220 2.0.0 Ready to start TLS")
+        if action == "stall":
+            self.stall()
+        # The client's hello: a TLS record begins with content type 22 (handshake).
+        while not self.buf:
+            self.recv_some()
+        if action == "close":
+            raise _Closed()
+        self.buf = b""
+        self.send(b"220 this is no TLS record\r\n" + bytes(range(256)))
+        self.stall()
 
     def data(self, sender, rcpts, mail_params):
         srv = self.server

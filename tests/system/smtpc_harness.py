@@ -25,20 +25,24 @@ Invariants:
  - On exit smtpc gets SIGTERM and must exit 0 within a bound (unless it was killed on
    purpose); its log process must be gone too. Anything left is killed by pid.
 
-Standard library only; Python 3.9 or newer (Debian's /usr/bin/python3).
+Standard library only (TlsPeer also needs python3-aiosmtpd, imported when one starts);
+Python 3.9 or newer (Debian's /usr/bin/python3).
 """
 
 import contextlib
 import datetime
 import itertools
+import logging
 import os
 import re
 import shutil
 import signal
 import smtplib
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 
 import smtpd_harness as h
 from smtpd_harness import check, wait_for
@@ -255,6 +259,108 @@ class Smtpc:
     def rss_kb(self):
         """smtpc's resident set size (VmRSS) in KiB."""
         return int(h.proc_status(self.proc.pid)["VmRSS"].split()[0])
+
+
+# ---------------------------------------------------------------- a TLS peer: aiosmtpd
+
+
+class TlsPeer:
+    """aiosmtpd (python3-aiosmtpd) on 127.0.0.1 and a free port, offering STARTTLS
+    when `cert` (PEM) and `key` are given. A context manager; a case is skipped
+    without aiosmtpd.
+
+    Records per transaction a dict: sender, rcpts, tls (the TLS version, None in
+    plaintext), cipher, data; counts STARTTLS commands and connections."""
+
+    def __init__(self, cert=None, key=None):
+        self.cert = cert
+        self.key = key
+        self.lock = threading.Lock()
+        self.records = []      # dicts: sender, rcpts, tls (version or None), cipher, data
+        self.starttls = 0      # STARTTLS commands received
+        self.connections = 0
+        self.controller = None
+        self.port = None
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def __enter__(self):
+        try:
+            from aiosmtpd.controller import Controller
+            from aiosmtpd.smtp import SMTP
+        except ImportError:
+            raise h.Skip("python3-aiosmtpd is not installed")
+        # aiosmtpd logs every failed handshake with a traceback: expected in the
+        # cases that fail them on purpose, noise in the output.
+        logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+
+        peer = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                tls = session.ssl.get("ssl_object") if session.ssl else None
+                with peer.lock:
+                    peer.records.append({
+                        "sender": envelope.mail_from, "rcpts": list(envelope.rcpt_tos),
+                        "tls": tls.version() if tls else None, "cipher": tls.cipher()[0] if tls else None,
+                        "data": envelope.original_content,
+                    })
+                return "250 2.0.0 Ok"
+
+        class CountingSMTP(SMTP):
+            def connection_made(self, transport):
+                if self.transport is None:  # not the second call, after STARTTLS
+                    with peer.lock:
+                        peer.connections += 1
+                super().connection_made(transport)
+
+            async def smtp_STARTTLS(self, arg):
+                with peer.lock:
+                    peer.starttls += 1
+                await super().smtp_STARTTLS(arg)
+
+        class PeerController(Controller):
+            def factory(self):
+                return CountingSMTP(self.handler, **self.SMTP_kwargs)
+
+        context = None
+        if self.cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.cert, self.key)
+        last = None
+        for _ in range(5):  # a port taken between free_port() and bind() is retried
+            self.port = h.free_port()
+            # server_hostname: aiosmtpd would otherwise ask the resolver (getfqdn).
+            self.controller = PeerController(Handler(), hostname="127.0.0.1", port=self.port,
+                                             tls_context=context, server_hostname="peer.tls.test",
+                                             ready_timeout=10.0)
+            try:
+                self.controller.start()
+                # Its readiness probe counted as a connection.
+                with self.lock:
+                    self.connections = 0
+                return self
+            except (OSError, RuntimeError) as e:
+                last = e
+                with contextlib.suppress(Exception):
+                    self.controller.stop()
+        raise AssertionError("aiosmtpd did not start: %s" % last)
+
+    def __exit__(self, *exc):
+        if self.controller is not None:
+            with contextlib.suppress(Exception):
+                self.controller.stop()
+        return False
+
+    def messages(self):
+        with self.lock:
+            return list(self.records)
+
+    def wait_messages(self, count, timeout=30.0):
+        return h.wait_for(lambda: len(self.messages()) >= count and self.messages(), timeout,
+                          "%d messages at aiosmtpd" % count)
 
 
 # ---------------------------------------------------------------- the queue, via smtpd

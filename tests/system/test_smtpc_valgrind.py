@@ -15,6 +15,10 @@ Suite 'memory'. smtpc runs under
    smtpc must exit 0.
  - the daemon: deliveries, then SIGTERM while a session waits for a server that never
    answers the final dot (the graceful stop with a transaction in flight); exit 0.
+ - --once with STARTTLS: messages delivered over TLS to aiosmtpd (the handshake, reads
+   and writes through OpenSSL, close_notify), one domain whose verify level fails
+   the handshake (a self-signed certificate), one whose STARTTLS gets garbage: the
+   TLS error paths free what they took too.
 """
 import glob
 import os
@@ -25,8 +29,9 @@ import tempfile
 import smtpc_harness as ch
 import smtpd_harness as h
 from recording_server import RecordingServer
-from smtpc_harness import RELAY, Smtpc, check, inject_many, message
+from smtpc_harness import RELAY, Smtpc, TlsPeer, check, inject_many, message
 from smtpd_harness import Smtpd
+from tls_certs import make_certs
 
 LOST = re.compile(r"(definitely|indirectly|possibly) lost: ([\d,]+) bytes")
 
@@ -106,8 +111,45 @@ def test_the_daemon_stopped_with_a_transaction_in_flight_has_no_memory_error_or_
         shutil.rmtree(vg_dir, ignore_errors=True)
 
 
+def test_once_over_starttls_with_failed_handshakes_has_no_memory_error_or_leak():
+    vg_dir = _vg_dir()
+    cert_dir = tempfile.mkdtemp(prefix="smtpc-systest-certs-")
+    try:
+        p = make_certs(cert_dir, ["localhost", "IP:127.0.0.1"])
+        with Smtpd(RELAY) as d, TlsPeer(p["server"], p["server_key"]) as peer, \
+                TlsPeer(p["selfsigned"], p["selfsigned_key"]) as selfsigned, RecordingServer() as garbage:
+            garbage.starttls = "garbage"
+            batch = [("alice@test.local", ["tls%d@remote.test" % i], message("valgrind tls %d" % i)) for i in range(3)]
+            batch.append(("alice@test.local", ["v@verify.test"], message("valgrind verify")))
+            batch.append(("alice@test.local", ["g@garbage.test"], message("valgrind garbage")))
+            inject_many(d, batch)
+            c = Smtpc(d, ["--route", "remote.test=" + peer.address, "--route", "verify.test=" + selfsigned.address,
+                          "--route", "garbage.test=" + garbage.address, "--tls-policy", "verify.test=verify",
+                          "--tls-ca-file", p["ca"], "--retry-min", "1h"], wrapper=valgrind(vg_dir))
+            try:
+                status, out, err = c.run(["--once"], timeout=300)
+                check(status == 0, "smtpc --once under valgrind exited %d: %s; log %s"
+                      % (status, err[-3000:], c.log()[-3000:]))
+            finally:
+                c._cleanup()
+            got = peer.messages()
+            check(sorted(r for m in got for r in m["rcpts"]) == ["tls0@remote.test", "tls1@remote.test",
+                                                                  "tls2@remote.test"], "delivered: %s" % got)
+            check(all(m["tls"] for m in got), "not over TLS: %s" % got)
+            check("Verified TLS connection established to 127.0.0.1[127.0.0.1]:%d" % peer.port in c.log(),
+                  "log: %s" % c.log()[-3000:])
+            check(c.log().count("TLS handshake with") == 2, "log: %s" % c.log()[-3000:])
+            check(not selfsigned.messages() and not garbage.messages(), "delivered despite TLS failures")
+            check(len(d.queue_ids()) == 2, "queue after --once: %s" % d.queue_ids())
+        check_reports(vg_dir)
+    finally:
+        shutil.rmtree(vg_dir, ignore_errors=True)
+        shutil.rmtree(cert_dir, ignore_errors=True)
+
+
 if __name__ == "__main__":
     ch.main([
         test_once_with_deliveries_a_dsn_and_a_deferral_has_no_memory_error_or_leak,
         test_the_daemon_stopped_with_a_transaction_in_flight_has_no_memory_error_or_leak,
+        test_once_over_starttls_with_failed_handshakes_has_no_memory_error_or_leak,
     ], case_timeout=400)
