@@ -22,12 +22,18 @@
 //   recipient_result events can carry one reply without copies. `finish_recipient`
 //   is the only place a recipient_result is made and it refuses a second one, which
 //   is how "exactly one result per recipient" holds on every path.
+// - The phase changes only in enter(cause), by the row of the phase table
+//   (client_states.cpp) for the current phase and that cause; a change the table
+//   lacks is a bug, caught there (see client_states.hpp).
 #include <smtp/client_session.hpp>
 #include <smtp/data.hpp>
+
+#include "client_states.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cassert>
 #include <deque>
 #include <iterator>
 #include <utility>
@@ -113,15 +119,8 @@ constexpr std::string_view max_mail_parameters = " SIZE=18446744073709551615 BOD
 }  // namespace
 
 struct ClientSession::Impl {
-    enum class Phase : std::uint8_t {
-        greeting,   // waiting for 220
-        hello,      // EHLO or HELO sent
-        ready,      // transactions, one at a time
-        body,       // 354 came: the program writes the message
-        quitting,   // QUIT sent
-        handshake,  // STARTTLS got 220: the program runs the TLS handshake
-        closed,
-    };
+    using Phase = detail::ClientPhase;  // greeting, hello, handshake, ready, body, quitting, closed
+    using Cause = detail::ClientCause;
     enum class Sent : std::uint8_t { ehlo, helo, starttls, mail, rcpt, data, dot, rset, quit };
     // A command awaiting its reply; `end` is its end in the output stream, counted
     // from the session's start, so we know whether the server can have seen it.
@@ -174,6 +173,15 @@ struct ClientSession::Impl {
     ReplyPtr current_reply;  // of the event last returned by next_event()
 
     bool pipelining() const noexcept { return caps.pipelining && config.use_pipelining; }
+
+    // The one place the phase changes: to where the table's row for (phase, why)
+    // leads. No row is a bug of this file: asserted (unit tests and fuzz targets
+    // build with assertions), counted in any build, and the phase stays.
+    void enter(Cause why) noexcept {
+        const detail::ClientTransition* row = detail::take_client_transition(phase, why);
+        assert(row != nullptr && "a phase change missing from libsmtp/client_states.cpp");
+        if (row != nullptr) phase = row->to;
+    }
 
     // ------------------------------------------------------------- events
 
@@ -302,7 +310,7 @@ struct ClientSession::Impl {
         }
         if (quit_requested) {
             send(Sent::quit, "QUIT");
-            phase = Phase::quitting;
+            enter(Cause::quit_sent);
         }
     }
 
@@ -366,7 +374,7 @@ struct ClientSession::Impl {
             return;
         }
         if (reply->code == 354) {
-            phase = Phase::body;
+            enter(Cause::data_354);
             emit(ClientEvent::Kind::need_body, txn->id);
         } else {
             finish_all(*txn, reply, false);
@@ -389,7 +397,7 @@ struct ClientSession::Impl {
             fail(ConnectionFailure::greeting_refused, reply, false, reply->code != 421);
             return;
         }
-        phase = Phase::hello;
+        enter(Cause::greeting_220);
         fmt::format_to(std::back_inserter(out), "EHLO {}", config.helo_name);
         push_line(Sent::ehlo);
     }
@@ -406,7 +414,7 @@ struct ClientSession::Impl {
             if (!in_tls && config.tls == TlsPolicy::encrypt)
                 return tls_unavailable(
                     local_reply(451, "4.7.4 TLS is required, but STARTTLS was not offered"));
-            phase = Phase::ready;
+            enter(Cause::hello_accepted);
             emit(ClientEvent::Kind::ready);
         } else if (command == Sent::ehlo && reply->is_permanent()) {
             // RFC 5321 §3.2: a server that does not know EHLO gets HELO.
@@ -422,7 +430,7 @@ struct ClientSession::Impl {
     // plaintext on this connection, as Postfix does; `encrypt` gives up.
     void on_starttls(const ReplyPtr& reply) {
         if (reply->code == 220) {
-            phase = Phase::handshake;
+            enter(Cause::starttls_220);
             emit(ClientEvent::Kind::tls_begin);
             return;
         }
@@ -432,7 +440,7 @@ struct ClientSession::Impl {
             return tls_unavailable(local_reply(
                 451, fmt::format("4.7.4 TLS is required, but STARTTLS was refused: {}", one_line(text))));
         }
-        phase = Phase::ready;
+        enter(Cause::starttls_refused);
         emit(ClientEvent::Kind::ready);
     }
 
@@ -512,7 +520,7 @@ struct ClientSession::Impl {
             case Sent::rset:
                 break;  // RFC 5321 §4.1.1.5: nothing depends on it
             case Sent::quit:
-                phase = Phase::closed;
+                enter(Cause::quit_answered);
                 emit(ClientEvent::Kind::closed, 0, reply);
                 return;
         }
@@ -531,7 +539,7 @@ struct ClientSession::Impl {
     // a QUIT to a server that refused us but waits for it.
     void fail(ConnectionFailure failure, const ReplyPtr& reply, bool local, bool send_quit) {
         if (phase == Phase::closed) return;
-        phase = Phase::closed;
+        enter(detail::cause_of(failure));
         out.clear();
         out_pos = 0;
         outstanding.clear();
@@ -647,7 +655,7 @@ struct ClientSession::Impl {
         in_tls = true;
         caps = ServerCapabilities{};
         parser.reset();
-        phase = Phase::hello;
+        enter(Cause::tls_started);
         fmt::format_to(std::back_inserter(out), "EHLO {}", config.helo_name);
         push_line(Sent::ehlo);
         return Usage::ok;
@@ -693,7 +701,7 @@ Usage ClientSession::end_body() {
     s.encoder.finish(s.out);
     // finish() ended the data with ".CRLF": that line is the command awaiting a reply.
     s.outstanding.push_back({Impl::Sent::dot, 0, s.consumed + (s.out.size() - s.out_pos)});
-    s.phase = Impl::Phase::ready;
+    s.enter(Impl::Cause::end_body);
     return Usage::ok;
 }
 
