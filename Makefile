@@ -43,8 +43,10 @@ test_clang:
 
 tests: test_style test_clang test_units test_memory test_system
 
+# The PDF report doc/report.pdf (scripts/make-report: installs its tools through
+# scripts/bootstrap-report, measures tests, coverage and fuzzing, plots doc/report/data).
 report:
-	@echo "make report: the PDF report arrives with the documentation issue"; exit 2
+	scripts/make-report $(BUILD)
 
 install: all
 	meson configure $(BUILD) -Dprefix=$(PREFIX)
@@ -77,5 +79,6 @@ help:
 	@echo "make tests        all of the above"
 	@echo "make fuzz         each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make bench        the core benchmarks"
+	@echo "make report       the PDF report doc/report.pdf (scripts/make-report)"
 	@echo "make api          the API reference (doxygen) into $(BUILD)/doc/api/html/"
 	@echo "make install      install into PREFIX (default /usr/local)"
