@@ -3,6 +3,7 @@
 // the end. Failures that cannot be provoked in-process (RLIMIT_FSIZE, a full tmpfs, a
 // non-root user) run in a forked child that reports through its exit status only:
 // doctest's state must not be used from two processes.
+#include "../common/temp_dir.hpp"
 #include <common/maildir.hpp>
 
 #include <doctest/doctest.h>
@@ -39,34 +40,9 @@ namespace {
 // An exit status for "this environment cannot run the test": the parent skips.
 constexpr int child_skip = 77;
 
-// A fresh directory, removed with everything in it when the test ends.
-class TempDir {
+class TempDir : public smtp::test::TempDir {
 public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern =
-            std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/maildir-test-XXXXXX";
-        std::vector<char> buf(pattern.begin(), pattern.end());
-        buf.push_back('\0');
-        REQUIRE(::mkdtemp(buf.data()) != nullptr);
-        path_ = buf.data();
-    }
-    ~TempDir() {
-        // Give back any permission a test took away, then remove everything.
-        std::error_code ec;
-        for (auto it = fs::recursive_directory_iterator(path_, ec);
-             !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-            if (it->is_directory(ec) && !it->is_symlink(ec)) ::chmod(it->path().c_str(), 0700);
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    const std::string& path() const { return path_; }
-    std::string operator/(std::string_view rest) const { return path_ + "/" + std::string(rest); }
-
-private:
-    std::string path_;
+    TempDir() : smtp::test::TempDir("maildir-test") {}
 };
 
 // The names in a directory, sorted; empty if it does not exist.

@@ -7,6 +7,7 @@
 // The server's certificate is made with `openssl req` in a mkdtemp directory (under
 // $TMPDIR, else /tmp), removed at the end with the Maildirs and the queue. Log lines
 // go to a Logger without a queue (dropped): what is tested is what the peer sees.
+#include "../common/temp_dir.hpp"
 #include "connection.hpp"
 
 #include "common/fd.hpp"
@@ -48,29 +49,9 @@ bool ends_with(std::string_view text, std::string_view end) {
     return text.size() >= end.size() && text.substr(text.size() - end.size()) == end;
 }
 
-// A fresh directory, removed with everything in it when the test ends.
-class TempDir {
+class TempDir : public smtp::test::TempDir {
 public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern =
-            std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/smtpd-connection-XXXXXX";
-        std::vector<char> buf(pattern.begin(), pattern.end());
-        buf.push_back('\0');
-        REQUIRE(::mkdtemp(buf.data()) != nullptr);
-        path_ = buf.data();
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    std::string operator/(std::string_view rest) const { return path_ + "/" + std::string(rest); }
-
-private:
-    std::string path_;
+    TempDir() : smtp::test::TempDir("smtpd-connection") {}
 };
 
 // What a worker gives its connections, with a certificate for localhost, and a

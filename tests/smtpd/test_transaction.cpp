@@ -8,6 +8,7 @@
 // A Maildir commit failure after the queue commit is made by removing the mailbox's
 // new/ while its delivery is open: renameat(2) into a deleted directory is ENOENT,
 // also for root.
+#include "../common/temp_dir.hpp"
 #include "transaction.hpp"
 
 #include <smtp/server_session.hpp>
@@ -39,29 +40,9 @@ using smtp::smtpd::Transaction;
 
 namespace {
 
-// A fresh directory, removed with everything in it when the test ends.
-class TempDir {
+class TempDir : public smtp::test::TempDir {
 public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern =
-            std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/smtpd-transaction-XXXXXX";
-        std::vector<char> buf(pattern.begin(), pattern.end());
-        buf.push_back('\0');
-        REQUIRE(::mkdtemp(buf.data()) != nullptr);
-        path_ = buf.data();
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    std::string operator/(std::string_view rest) const { return path_ + "/" + std::string(rest); }
-
-private:
-    std::string path_;
+    TempDir() : smtp::test::TempDir("smtpd-transaction") {}
 };
 
 // The names in a directory, sorted; empty if it does not exist.
