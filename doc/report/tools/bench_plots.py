@@ -249,7 +249,8 @@ RELAY_NAMES = {"postfix": "Postfix", "postfix-permcache": "Postfix, permanent ca
 
 def relay(data, fig, gen):
     rows = read_tsv(os.path.join(data, "relay-postfix-results.tsv"),
-                    ["round", "label", "mode", "domains", "messages", "msg_s", "sink_conns", "delivered", "status"])
+                    ["round", "label", "mode", "domains", "messages", "msg_s", "window_s", "sink_at_s", "sink_conns",
+                     "delivered", "status"])
     env = read_env(os.path.join(data, "relay-postfix-env.txt"))
     cells = OrderedDict()
     for r in rows:
@@ -297,8 +298,17 @@ def relay(data, fig, gen):
               if stats.get(g + ("smtpd-smtpc",), (None,))[0] and stats.get(g + ("postfix",), (None,))[0]]
     if not ratios:
         fail("relay-postfix-results.tsv: no cell has figures for both postfix and smtpd-smtpc")
-    put_values(gen, relay_rounds=rounds, relay_not_ok=len(not_ok),
-               relay_ratio_min="%.2f" % min(ratios), relay_ratio_max="%.2f" % max(ratios),
+    ratio = "%.2f" % min(ratios) if "%.2f" % min(ratios) == "%.2f" % max(ratios) else \
+        "between %.2f and %.2f" % (min(ratios), max(ratios))
+    # How the window of smtpc's drain splits: until the sink has every message, and after.
+    first = next((g for g in drain if g + ("smtpd-smtpc",) in cells), None)
+    if first is None:
+        fail("relay-postfix-results.tsv: no drain cell for smtpd-smtpc")
+    ours = cells[first + ("smtpd-smtpc",)]
+    put_values(gen, relay_rounds=rounds, relay_not_ok=len(not_ok), relay_ratio=ratio,
+               relay_smtpc_sink_at="%.2f" % med_range([num(r["sink_at_s"]) for r in ours])[0],
+               relay_smtpc_window="%.2f" % med_range([num(r["window_s"]) for r in ours])[0],
+               relay_smtpc_cell="%s, %d domain(s), %d messages" % first,
                relay_messages="/".join(str(m) for m in sorted({g[2] for g in groups})),
                relay_smtpc_conns_max=fmt(max((conns[g + ("smtpd-smtpc",)][0] for g in groups
                                               if g + ("smtpd-smtpc",) in conns), default=None)),
