@@ -18,7 +18,9 @@
 #include <cstring>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <set>
+#include <span>
 #include <type_traits>
 #include <utility>
 
@@ -862,17 +864,48 @@ std::error_code Queue::update(const Envelope& envelope) const {
 }
 
 std::error_code Queue::remove(std::string_view id) const {
-    if (!is_valid_id(id)) return errno_code(EINVAL);
-    Envelope envelope;
-    const std::error_code load_ec = load(id, envelope);
-    if (load_ec && load_ec != std::errc::bad_message) return load_ec;
-    // A malformed envelope is removed too; its markers then wait for recover().
-    if (auto ec = unlink_file(path(dir_envelope, id))) return ec;
-    if (auto ec = fsync_dir(path(dir_envelope, ""))) return ec;
-    // The message is gone; what follows is tidying (recover() finishes it).
-    const std::error_code content_ec = unlink_file(path(dir_content, id));
-    if (!load_ec) remove_markers(envelope, false);
-    return content_ec;
+    const std::string one(id);
+    return remove(std::span<const std::string>(&one, 1)).front();
+}
+
+std::vector<std::error_code> Queue::remove(std::span<const std::string> ids) const {
+    std::vector<std::error_code> errors(ids.size());
+    // 1. The envelopes: from here on, errors[i] is {} for those unlinked. A malformed
+    // envelope is removed too; its markers, unknown, then wait for recover().
+    std::vector<std::optional<Envelope>> envelopes(ids.size());
+    std::size_t gone = 0;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (!is_valid_id(ids[i])) {
+            errors[i] = errno_code(EINVAL);
+            continue;
+        }
+        Envelope envelope;
+        const std::error_code load_ec = load(ids[i], envelope);
+        if (load_ec && load_ec != std::errc::bad_message) {
+            errors[i] = load_ec;
+            continue;
+        }
+        if (auto ec = unlink_file(path(dir_envelope, ids[i]))) {
+            errors[i] = ec;
+            continue;
+        }
+        if (!load_ec) envelopes[i] = std::move(envelope);
+        ++gone;
+    }
+    if (gone == 0) return errors;
+    // 2. One fsync makes every unlink durable: only then may the contents go.
+    if (auto ec = fsync_dir(path(dir_envelope, ""))) {
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            if (!errors[i]) errors[i] = ec;
+        return errors;
+    }
+    // 3. The messages are gone; what follows is tidying (recover() finishes it).
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (errors[i]) continue;
+        errors[i] = unlink_file(path(dir_content, ids[i]));
+        if (envelopes[i]) remove_markers(*envelopes[i], false);
+    }
+    return errors;
 }
 
 std::error_code Queue::recover(std::int64_t now, std::int64_t grace, RecoverReport& report) const {

@@ -13,8 +13,10 @@
 //    file, followed by an fsync of the directory: a crash leaves the old or the new
 //    file, never a torn one.
 //  - A message exists once its envelope exists. Its content and its index markers are
-//    durable before the envelope is renamed into place (commit), and the envelope is
-//    removed before them (remove): an envelope never refers to missing content.
+//    durable before the envelope is renamed into place (commit), and the envelope's
+//    unlink is durable (directory fsync) before they are removed (remove, also when
+//    several messages are removed together): an envelope never refers to missing
+//    content.
 //  - A marker without a live envelope, or for a domain with nothing pending, is
 //    stale: harmless to readers (smtpc loads the envelope anyway) and removed by
 //    recover(). Leftover temporary files are never read, only removed by recover().
@@ -45,6 +47,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -228,8 +231,18 @@ public:
 
     // Removes a finished message: envelope first, then content and markers. Errors:
     // EINVAL, ENOENT, those of the system calls; after the envelope is gone the rest
-    // is best effort (recover() finishes it).
+    // is best effort (recover() finishes it). remove(ids) for one id.
     std::error_code remove(std::string_view id) const;
+
+    // Removes several finished messages for the price of one directory fsync: each
+    // envelope is loaded (for its markers) and unlinked, then envelope/ is fsync'ed
+    // once, then the contents and markers of those whose envelope went are removed.
+    // Returns one error per id, in the order of `ids`, as remove(id) would give it: an
+    // id's error (EINVAL, ENOENT, an unlink's) leaves the others unaffected; a failed
+    // fsync is the error of every id whose envelope was unlinked (gone, durability
+    // unknown; its content stays for recover()). An id given twice gets ENOENT the
+    // second time. An empty `ids` touches nothing.
+    std::vector<std::error_code> remove(std::span<const std::string> ids) const;
 
     // Repairs what a crash can leave: temporary files, contents without envelope and
     // stale markers older than `grace` seconds (younger ones may belong to a commit

@@ -11,9 +11,20 @@
 //  - InFlight::outstanding counts the groups not yet concluded, plus one while
 //    start_message() is still creating them (so a route answered at once cannot finish
 //    the message under its feet). It reaches 0 once; then the bounce is sent, the
-//    message is removed if finished, and it leaves messages_.
-//  - Every posted job is in jobs_ until its result arrives; each result is recorded
-//    in the envelope on disk before the next one is looked at (at-least-once).
+//    message leaves messages_ and, if finished, goes to finished_ for removal.
+//  - Every posted job is in jobs_ until its result arrives. Each result is recorded in
+//    the envelope on disk before the next one is looked at, except the last result of
+//    a message it finishes with no bounce owed (record()): that one is never written,
+//    the message is removed instead. Either way, when the loop next looks for work
+//    (scan, inotify, routing) every result it has taken is durable, as an updated
+//    envelope or as a removal, or its message is held (held_) after a write error; a
+//    crash before that sends the unrecorded deliveries again (at-least-once).
+//  - finished_ holds the finished messages not yet removed. take_results() fills it
+//    and removes them all together (Queue::remove(ids): one directory fsync) before
+//    it returns; no scan or inotify read runs inside it, so a message waiting there,
+//    already out of messages_ but with its old envelope still on disk, cannot be
+//    started again. Elsewhere (start_message, routing, stop) a finished message is
+//    removed at once, as conclude() ends.
 //  - --flush: the first scan takes every queued message (Queue::list) instead of the due
 //    ones. Nothing is written for it: the attempt's results set next_attempt as usual,
 //    and a flush cut short by a stop is simply not remembered.
@@ -302,6 +313,8 @@ private:
     void log_failures(const InFlight& m, const std::vector<std::size_t>& indexes, std::string_view status);
     void conclude(const std::string& id, std::size_t groups = 1);
     void finish(const std::string& id, InFlight& m);
+    // Removes the messages in finished_ together, logs each, holds those that failed.
+    void remove_finished();
     // Stores the DSN for m.bounced; false (logged) when it could not be stored.
     bool send_dsn(InFlight& m);
     static queue::Envelope storable(const InFlight& m);
@@ -332,6 +345,9 @@ private:
     // Messages whose results could not be written (disk full...): their file still
     // says due, so without this hold a scan would send them again every scan_interval.
     std::map<std::string, Clock::time_point> held_;
+    // Finished messages, out of messages_, whose removal is pending (see the top).
+    std::vector<std::string> finished_;
+    bool taking_results_ = false;  // inside take_results(): removals wait for its end
 
     Clock::time_point next_scan_{};
     Clock::time_point next_recover_{};
@@ -722,8 +738,13 @@ void Scheduler::post_job(JobState state) {
 
 // ---------------------------------------------------------------- results
 
+// Every result posted since the last call. The messages they finish are removed
+// together at the end: one fsync of the envelope directory for all of them.
 void Scheduler::take_results() {
+    taking_results_ = true;
     for (auto& result : results_.take_all()) on_result(std::move(result));
+    taking_results_ = false;
+    remove_finished();
 }
 
 void Scheduler::on_result(JobResult result) {
@@ -793,6 +814,16 @@ void Scheduler::rebase_attempts(InFlight& m) { m.envelope.attempts = m.attempt -
 void Scheduler::record(InFlight& m, const Applied& applied) {
     if (applied.bounce_due) m.bounced.insert(m.bounced.end(), applied.bounced.begin(), applied.bounced.end());
     if (m.vanished) return;
+    // The last group of a message now finished, with no bounce owed and no earlier
+    // write failed: its conclusion follows at once and finish() removes the message,
+    // so this envelope would be written only to be unlinked. The durable state goes
+    // from the old envelope straight to removed. At-least-once holds: until the
+    // removal is durable the old envelope shows these recipients pending, so a crash
+    // (or a failed removal, held_) sends them again, as a crash before the update
+    // would. Kept: a deferral (not finished), another group outstanding (the envelope
+    // must say what this one did), a bounce owed (a failed DSN leaves the message
+    // queued, and its delivered recipients must not be sent again).
+    if (m.outstanding == 1 && m.bounced.empty() && !m.write_failed && m.envelope.finished()) return;
     if (auto ec = queue_.update(storable(m))) {
         if (ec == std::errc::no_such_file_or_directory) {
             log_.warning("{}: the message was removed from the queue during its delivery", m.sid);
@@ -832,6 +863,7 @@ void Scheduler::conclude(const std::string& id, std::size_t groups) {
     if (m.outstanding > 0) return;
     finish(it->first, m);
     messages_.erase(it);
+    if (!taking_results_) remove_finished();
 }
 
 void Scheduler::finish(const std::string& id, InFlight& m) {
@@ -845,16 +877,28 @@ void Scheduler::finish(const std::string& id, InFlight& m) {
         m.bounced.clear();
         if (!m.envelope.finished()) record(m, Applied{});  // now with their bounced states
     }
-    if (m.envelope.finished()) {
-        if (auto ec = queue_.remove(id)) {
-            log_.error("{}: cannot remove the finished message: {}", m.sid, ec.message());
-            m.write_failed = true;
+    // Removed by remove_finished(), with the others finished in the same burst. Else it
+    // waits for next_attempt, written by update().
+    if (m.envelope.finished()) finished_.push_back(id);
+    if (m.write_failed) held_[id] = Clock::now() + policy_.retry_min;
+}
+
+// "removed" is logged only once the envelope's unlink is durable. A failure holds the
+// message: its envelope, if still there, is attempted again after retry_min.
+void Scheduler::remove_finished() {
+    if (finished_.empty()) return;
+    const std::vector<std::error_code> errors = queue_.remove(finished_);
+    for (std::size_t i = 0; i < finished_.size(); ++i) {
+        const std::string& id = finished_[i];
+        if (errors[i]) {
+            log_.error("{}: cannot remove the finished message: {}", queue::short_id(id),
+                       errors[i].message());
+            held_[id] = Clock::now() + policy_.retry_min;
         } else {
-            log_.info("{}: removed", m.sid);
+            log_.info("{}: removed", queue::short_id(id));
         }
     }
-    // Else it waits for next_attempt, written by update().
-    if (m.write_failed) held_[id] = Clock::now() + policy_.retry_min;
+    finished_.clear();
 }
 
 bool Scheduler::send_dsn(InFlight& m) {

@@ -16,12 +16,15 @@
 // routed; each group becomes a Job for its route's first endpoint, posted to
 // delivery_thread_for(endpoint). A not_connected result moves the job to the next
 // endpoint; when none is left, its recipients fail temporarily with the last error.
-// A finished result is applied (retry_policy.hpp) and the envelope written at once
-// (Queue::update), so a delivery is recorded as soon as its 250 is known: after a
-// crash (kill -9) at most the messages whose 250 arrived but was not yet recorded are
-// sent again (at-least-once, never lost). When a message's last job of this attempt
-// ends: a bounce if due (bounce.hpp), then the message is removed if finished, else it
-// waits for its next attempt.
+// A finished result is applied (retry_policy.hpp) and recorded at once, so a delivery
+// is recorded as soon as its 250 is known: the envelope is written (Queue::update),
+// except when the result ends a message's last job and leaves nothing pending and no
+// bounce owed; then the message is removed without that write, together with the
+// other messages finished by the same batch of results (one directory fsync). After a
+// crash (kill -9) at most the messages whose 250 arrived but was not yet recorded or
+// removed are sent again (at-least-once, never lost). When a message's last job of
+// this attempt ends: a bounce if due (bounce.hpp), then the message is removed if
+// finished, else it waits for its next attempt.
 //
 // On start: Queue::recover() (crash leftovers, 60 s grace; again every hour); the mail
 // root must exist (an error, as for smtpd: bounces to local senders must be

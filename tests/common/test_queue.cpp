@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -444,6 +445,71 @@ TEST_SUITE("queue") {
         Envelope bad = e;
         bad.id = "../x";
         CHECK(t.queue.update(bad) == std::errc::invalid_argument);
+    }
+
+    TEST_CASE("removing several messages together takes their envelopes, contents and markers") {
+        TempQueue t;
+        Envelope a = make_envelope({"1@a.example"});
+        Envelope b = make_envelope({"2@b.example", "3@a.example"});
+        Envelope c = make_envelope({"4@c.example"});
+        Envelope keep = make_envelope({"5@a.example"});
+        const std::string ida = queue_message(t.queue, a), idb = queue_message(t.queue, b),
+                          idc = queue_message(t.queue, c), idkeep = queue_message(t.queue, keep);
+        const std::vector<std::string> batch{ida, idb, idc};
+        const std::vector<std::error_code> errors = t.queue.remove(batch);
+        REQUIRE(errors.size() == 3);
+        for (const auto& ec : errors) CHECK(!ec);
+        CHECK(t.files() == std::vector<std::string>{"content/" + idkeep, "domain/a.example/" + idkeep,
+                                                    "envelope/" + idkeep});
+        std::vector<std::string> ids;
+        REQUIRE(!t.queue.list(ids));
+        CHECK(ids == std::vector<std::string>{idkeep});
+        REQUIRE(!t.queue.list_domain("b.example", ids));
+        CHECK(ids.empty());
+        Envelope gone;
+        CHECK(t.queue.load(idb, gone) == std::errc::no_such_file_or_directory);
+        // Again: each is already gone.
+        for (const auto& ec : t.queue.remove(batch)) CHECK(ec == std::errc::no_such_file_or_directory);
+    }
+
+    TEST_CASE("a bad or missing id in a removal batch gets its own error and spares the others") {
+        TempQueue t;
+        Envelope a = make_envelope({"1@a.example"});
+        Envelope b = make_envelope({"2@b.example"});
+        Envelope bad = make_envelope({"3@c.example"});
+        const std::string ida = queue_message(t.queue, a), idb = queue_message(t.queue, b),
+                          idbad = queue_message(t.queue, bad);
+        write_raw(t.path("envelope/" + idbad), "queue-envelope 1\nid " + idbad + "\nbogus 1\n");
+        std::string missing;
+        REQUIRE(!new_id(missing));
+        const std::vector<std::string> batch{"../x", ida, missing, idbad, "", idb, ida};
+        const std::vector<std::error_code> errors = t.queue.remove(batch);
+        REQUIRE(errors.size() == batch.size());
+        CHECK(errors[0] == std::errc::invalid_argument);
+        CHECK(!errors[1]);
+        CHECK(errors[2] == std::errc::no_such_file_or_directory);
+        CHECK(!errors[3]);  // malformed: removed too, its marker left for recover()
+        CHECK(errors[4] == std::errc::invalid_argument);
+        CHECK(!errors[5]);
+        CHECK(errors[6] == std::errc::no_such_file_or_directory);  // given twice
+        CHECK(t.files() == std::vector<std::string>{"domain/c.example/" + idbad});
+        RecoverReport report;
+        REQUIRE(!t.queue.recover(wall_clock() + 10, 0, report));
+        CHECK(report.markers_removed == 1);
+        CHECK(t.files().empty());
+    }
+
+    TEST_CASE("an empty removal batch returns no errors and touches nothing") {
+        TempQueue t;
+        Envelope a = make_envelope({"1@a.example"});
+        const std::string ida = queue_message(t.queue, a);
+        const auto before = t.files();
+        CHECK(t.queue.remove(std::span<const std::string>{}).empty());
+        CHECK(t.queue.remove(std::vector<std::string>{}).empty());
+        CHECK(t.files() == before);
+        // The single-id form still works next to it.
+        CHECK(!t.queue.remove(ida));
+        CHECK(t.files().empty());
     }
 
     TEST_CASE("list_due returns the messages whose next attempt has come") {
