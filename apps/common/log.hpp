@@ -20,10 +20,17 @@
 //   fork: the master holds both descriptors and children inherit them. A crash at any
 //   moment after start leaves no queue behind; the kernel frees it with the last
 //   descriptor.
-// - Senders never block: their descriptor is O_NONBLOCK. A record that does not fit
-//   (queue full, log process dead or stopped) is dropped and counted, and the next
-//   record that gets through carries the count, so the log shows "N records dropped".
-//   A record is never lost silently, unless the sender exits before it sends again.
+// - A sender never waits longer than its Logger's LoggerOptions::max_wait for a record,
+//   and with max_wait 0 (the default; smtpd) never blocks at all: the descriptor is
+//   O_NONBLOCK. A record that does not fit (queue full, log process dead or stopped) is
+//   dropped and counted, and the next record that gets through carries the count, so
+//   the log shows "N records dropped". A record is never lost silently, unless the
+//   sender exits before it sends again.
+// - With max_wait above 0 (smtpc) a record that finds the queue full waits for room,
+//   max_wait at most, and is dropped only then. A wait that runs out turns waiting off
+//   for that Logger: its records drop at once, as with 0, until one of them is sent
+//   again. So a dead or stopped log process costs one wait (one per thread already
+//   waiting), not one per record.
 // - The log process's own lines (start with the queue size in use, drop notices,
 //   stop) are written whatever the minimum level.
 // - The master keeps the receiving descriptor too, so a log process that died can be
@@ -38,9 +45,9 @@
 // call start and restart from the main thread.
 //
 // Thread safety: Logger::log() and its formatting variants may be called from any
-// number of threads at once (mq_send is thread-safe; the drop counter is atomic; all
-// else is immutable after construction). LogProcess and the free functions belong to
-// one thread (the master's main thread).
+// number of threads at once (mq_send and poll are thread-safe; the drop counter and the
+// waiting switch are atomic; all else is immutable after construction). LogProcess and
+// the free functions belong to one thread (the master's main thread).
 #ifndef SMTP_APPS_COMMON_LOG_HPP
 #define SMTP_APPS_COMMON_LOG_HPP
 
@@ -181,21 +188,33 @@ LogError restart_log_process(LogProcess& process, const LogOptions& options);
 std::error_code stop_and_wait(LogProcess& process,
                               std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+// How a Logger sends; read once, by its constructor.
+struct LoggerOptions {
+    // The program shown in this Logger's lines (copied); empty: LogOptions::program.
+    std::string_view name{};  // {}: else g++ -Wextra warns if {.max_wait = } leaves it out
+    // How long a record that finds the queue full may wait for room before it is
+    // dropped. 0: never wait, for a process that serves clients (smtpd). Negative: 0.
+    std::chrono::milliseconds max_wait{0};
+};
+
 // The sending side. Borrows the handle's sending descriptor: the LogProcess must
 // outlive it (in a worker: the worker's copy of the handle). Copying is not allowed
 // (the drop counter is per Logger); share one by reference among threads.
 class Logger {
 public:
-    // A Logger with no queue: every record is dropped and counted.
+    // A Logger with no queue: every record is dropped and counted, without waiting.
     Logger() noexcept = default;
     // name: the program shown in this Logger's lines; empty: LogOptions::program.
+    // Never waits (max_wait 0).
     explicit Logger(const LogProcess& process, std::string_view name = {}) noexcept;
+    Logger(const LogProcess& process, const LoggerOptions& options) noexcept;
     Logger(const Logger&) = delete;
     Logger& operator=(const Logger&) = delete;
 
-    // Sends one record; never blocks. Returns true if it was queued or is below the
-    // minimum level; false if it was dropped (and counted). Text longer than
-    // max_text_bytes() is cut, and the line says how long it was.
+    // Sends one record. Returns true if it was queued or is below the minimum level;
+    // false if it was dropped (and counted). Never blocks with max_wait 0; otherwise a
+    // full queue makes it wait for room, max_wait at most (see the invariants above).
+    // Text longer than max_text_bytes() is cut, and the line says how long it was.
     bool log(LogLevel level, std::string_view text) noexcept;
 
     // fmt-formatted variants, formatted straight into the record (no allocation).
@@ -221,6 +240,10 @@ public:
     // The longest text a record carries whole.
     std::size_t max_text_bytes() const noexcept { return record_bytes_ - text_offset(); }
     LogLevel min_level() const noexcept { return min_level_; }
+    std::chrono::milliseconds max_wait() const noexcept { return max_wait_; }
+    // Whether a record that finds the queue full now waits: max_wait() is above 0 and
+    // no wait has run out since the last record that was sent.
+    bool waits_when_full() const noexcept { return waiting_.load(std::memory_order_relaxed); }
 
     // In a child right after fork(): the count inherited from the parent is the
     // parent's to report, not the child's.
@@ -238,6 +261,9 @@ private:
     std::size_t text_offset() const noexcept;
     // Completes the record whose text (cut to max_text_bytes()) is already in place.
     bool send(char* record, LogLevel level, std::size_t text_bytes) noexcept;
+    // After mq_send found the queue full: waits for room and sends again, for max_wait_
+    // at most. False if the record is still not sent; if time ran out, waiting_ is off.
+    bool wait_and_send(const char* record, std::size_t bytes) noexcept;
 
     mqd_t mqd_ = static_cast<mqd_t>(-1);
     LogLevel min_level_ = LogLevel::info;
@@ -245,6 +271,9 @@ private:
     char name_[log_name_max_bytes] = {};
     std::size_t name_bytes_ = 0;
     std::atomic<std::uint64_t> dropped_{0};
+    std::chrono::milliseconds max_wait_{0};
+    // Off after a wait ran out, on again after a record was sent (max_wait_ above 0).
+    std::atomic<bool> waiting_{false};
 };
 
 }  // namespace smtp

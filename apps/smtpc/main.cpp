@@ -7,6 +7,7 @@
 #include "scheduler.hpp"
 #include "settings.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <string>
@@ -17,6 +18,9 @@
 namespace {
 
 using smtp::smtpc::Settings;
+
+// smtpc serves no client, so a short wait for a full log queue beats a lost log line.
+constexpr std::chrono::milliseconds log_max_wait{100};
 
 // --list: the queue like mailq, on stdout.
 int list_queue(const Settings& s) {
@@ -62,7 +66,7 @@ int run(int argc, char** argv) {
     }
     int status = 0;
     {
-        smtp::Logger log{started.process};
+        smtp::Logger log{started.process, smtp::LoggerOptions{.max_wait = log_max_wait}};
         log.info("started: hostname={} threads={} queue={}{}{}", resolved.hostname, settings.threads,
                  settings.queue_root, settings.once ? " once" : "", settings.flush ? " flush" : "");
         status = smtp::smtpc::run_scheduler(settings, resolved, log);

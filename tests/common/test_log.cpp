@@ -25,6 +25,7 @@
 
 #include <fcntl.h>
 #include <mqueue.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -163,6 +164,28 @@ long proc_long(const char* path) {
     in >> v;
     return v;
 }
+
+// Stops the log process, so that it reads nothing; waitpid says when it has stopped.
+void stop_reading(pid_t pid) {
+    REQUIRE(::kill(pid, SIGSTOP) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, WUNTRACED) == pid);
+    REQUIRE(WIFSTOPPED(status));
+}
+
+// Sends records until the (stopped) log process's queue is full; each must fit.
+void fill_queue(smtp::Logger& logger, const smtp::LogProcess& log, std::string_view what) {
+    for (long i = 0;; ++i) {
+        mq_attr attr{};
+        REQUIRE(::mq_getattr(log.sender(), &attr) == 0);
+        if (attr.mq_curmsgs >= attr.mq_maxmsg) return;
+        REQUIRE(logger.info("{} {}", what, i));
+    }
+}
+
+// Signals caught by count_signal.
+std::atomic<int> g_signals{0};
+extern "C" void count_signal(int) { g_signals.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace
 
@@ -588,5 +611,175 @@ TEST_SUITE("log") {
         CHECK(lines[static_cast<std::size_t>(capacity + 2)].text ==
               "3 records dropped before this one (queue full or no log process)");
         CHECK(lines[static_cast<std::size_t>(capacity + 3)].text == "after restart");
+    }
+
+    TEST_CASE(
+        "with max_wait, bursts of 5000 records from one thread and from four are all written, none dropped") {
+        TempDir dir;
+        smtp::LogStart started = start_log_process(options_in(dir, -1, -1));
+        REQUIRE_MESSAGE(!started.error, started.error.what);
+        smtp::LogProcess& log = started.process;
+        // Far more than the log process needs to make room, even under valgrind: this
+        // test is about no record being lost, not about how long a wait lasts.
+        smtp::Logger logger(log, smtp::LoggerOptions{.max_wait = std::chrono::seconds(10)});
+        CHECK(logger.max_wait() == std::chrono::seconds(10));
+        CHECK(logger.waits_when_full());
+
+        // 500 times the queue of 10 an unprivileged process gets: without the wait most
+        // of these would be dropped.
+        const int n = 5000;
+        const int threads_n = 4;
+        long failed = 0;
+        for (int i = 0; i < n; ++i) failed += logger.info("burst {}", i) ? 0 : 1;
+        std::atomic<long> thread_failed{0};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < threads_n; ++t) {
+            threads.emplace_back([&logger, &thread_failed, t] {
+                for (int i = 0; i < n / threads_n; ++i) {
+                    if (!logger.info("thread {} burst {}", t, i)) thread_failed.fetch_add(1);
+                }
+            });
+        }
+        for (auto& th : threads) th.join();
+        CHECK(failed == 0);
+        CHECK(thread_failed.load() == 0);
+        CHECK(logger.dropped_pending() == 0);
+        CHECK(logger.waits_when_full());
+        CHECK(smtp::stop_and_wait(log) == std::error_code{});
+        CHECK(no_children());
+
+        const std::vector<Line> lines = parse_lines(read_file(dir.file("log")));
+        // started, the bursts, stopping: no drop notice.
+        REQUIRE(lines.size() == static_cast<std::size_t>(2 + 2 * n));
+        const auto burst = lines_with_text(lines, "burst ");
+        REQUIRE(burst.size() == static_cast<std::size_t>(n));
+        for (int i = 0; i < n; ++i)
+            CHECK(burst[static_cast<std::size_t>(i)].text == fmt::format("burst {}", i));
+        for (int t = 0; t < threads_n; ++t) {
+            const auto mine = lines_with_text(lines, fmt::format("thread {} burst ", t));
+            REQUIRE(mine.size() == static_cast<std::size_t>(n / threads_n));
+            for (int i = 0; i < n / threads_n; ++i) {
+                CHECK(mine[static_cast<std::size_t>(i)].text == fmt::format("thread {} burst {}", t, i));
+            }
+        }
+        CHECK(lines_with_text(lines, "log process stopping").size() == 1);
+        CHECK(lines.back().text.find(" 0 records dropped by senders") != std::string::npos);
+    }
+
+    TEST_CASE(
+        "with max_wait, a stopped log process costs one wait, then records drop at once until one is sent") {
+        TempDir dir;
+        smtp::LogStart started = start_log_process(options_in(dir, -1, -1));
+        REQUIRE_MESSAGE(!started.error, started.error.what);
+        smtp::LogProcess& log = started.process;
+        const std::chrono::milliseconds max_wait{200};
+        smtp::Logger logger(log, smtp::LoggerOptions{.name = "smtpc", .max_wait = max_wait});
+        const long capacity = log.queue_size().records;
+
+        stop_reading(log.pid());
+        fill_queue(logger, log, "fill");
+        CHECK(logger.waits_when_full());
+        // Timed only from below: a loaded machine may wake the sender late, never early.
+        auto begin = std::chrono::steady_clock::now();
+        CHECK_FALSE(logger.info("waited in vain"));
+        CHECK(std::chrono::steady_clock::now() - begin >= max_wait / 2);
+        CHECK_FALSE(logger.waits_when_full());
+        // No wait now: each drops at once, which the switch above shows (no timing).
+        long dropped = 0;
+        for (int i = 0; i < 20; ++i) dropped += logger.info("dropped {}", i) ? 0 : 1;
+        CHECK(dropped == 20);
+        CHECK(logger.dropped_pending() == 21);
+        CHECK_FALSE(logger.waits_when_full());
+
+        REQUIRE(::kill(log.pid(), SIGCONT) == 0);
+        const std::string path = dir.file("log");
+        const std::string last_fill = fmt::format("info: fill {}\n", capacity - 1);
+        REQUIRE(wait_until([&] { return read_file(path).find(last_fill) != std::string::npos; }));
+        CHECK(logger.info("after"));
+        CHECK(logger.dropped_pending() == 0);
+        CHECK(logger.waits_when_full());
+
+        // Sent once, it waits again: the next full queue costs a wait again.
+        stop_reading(log.pid());
+        fill_queue(logger, log, "refill");
+        begin = std::chrono::steady_clock::now();
+        CHECK_FALSE(logger.info("waited in vain again"));
+        CHECK(std::chrono::steady_clock::now() - begin >= max_wait / 2);
+        CHECK_FALSE(logger.waits_when_full());
+        CHECK(logger.dropped_pending() == 1);
+
+        REQUIRE(::kill(log.pid(), SIGCONT) == 0);
+        // Not waiting, so this may find the queue still full a few times: each a drop.
+        const long failed = send_until_queued(logger, LogLevel::info, "last");
+        REQUIRE(failed >= 0);
+        CHECK(logger.waits_when_full());
+        CHECK(smtp::stop_and_wait(log) == std::error_code{});
+        CHECK(no_children());
+
+        const std::vector<Line> lines = parse_lines(read_file(path));
+        const auto refill = lines_with_text(lines, "refill ");
+        // started, fill, notice, after, refill, notice, last, stopping.
+        REQUIRE(lines.size() == static_cast<std::size_t>(capacity + refill.size() + 6));
+        for (long i = 0; i < capacity; ++i) {
+            CHECK(lines[static_cast<std::size_t>(i + 1)].text == fmt::format("fill {}", i));
+        }
+        std::size_t k = static_cast<std::size_t>(capacity + 1);
+        CHECK(lines[k].text == "21 records dropped before this one (queue full or no log process)");
+        CHECK(lines[k].program == "smtpc");
+        CHECK(lines[k + 1].text == "after");
+        k += 2;
+        for (std::size_t i = 0; i < refill.size(); ++i)
+            CHECK(lines[k + i].text == fmt::format("refill {}", i));
+        k += refill.size();
+        CHECK(lines[k].text ==
+              fmt::format("{} record{} dropped before this one (queue full or no log process)", 1 + failed,
+                          failed == 0 ? "" : "s"));
+        CHECK(lines[k + 1].text == "last");
+        CHECK(lines.back().text.find(fmt::format(" {} records dropped by senders", 22 + failed)) !=
+              std::string::npos);
+    }
+
+    TEST_CASE("with max_wait, a signal during the wait does not cut it short") {
+        TempDir dir;
+        smtp::LogStart started = start_log_process(options_in(dir, -1, -1));
+        REQUIRE_MESSAGE(!started.error, started.error.what);
+        smtp::LogProcess& log = started.process;
+        const std::chrono::milliseconds max_wait{200};
+        smtp::Logger logger(log, smtp::LoggerOptions{.max_wait = max_wait});
+        stop_reading(log.pid());
+        fill_queue(logger, log, "fill");
+
+        // No SA_RESTART, and poll() is never restarted anyway: each signal is an EINTR.
+        struct sigaction sa {};
+        struct sigaction old {};
+        sa.sa_handler = count_signal;
+        sigemptyset(&sa.sa_mask);
+        REQUIRE(::sigaction(SIGUSR1, &sa, &old) == 0);
+        g_signals = 0;
+        std::atomic<bool> done{false};
+        bool sent = true;
+        std::chrono::steady_clock::duration waited{};
+        std::thread sender([&] {
+            const auto begin = std::chrono::steady_clock::now();
+            sent = logger.info("interrupted");
+            waited = std::chrono::steady_clock::now() - begin;
+            done = true;
+        });
+        // Paced, not waiting for anything: a signal every 2 ms while the sender waits.
+        while (!done) {
+            CHECK(::pthread_kill(sender.native_handle(), SIGUSR1) == 0);
+            const timespec pace{0, 2'000'000};
+            ::nanosleep(&pace, nullptr);
+        }
+        sender.join();
+        REQUIRE(::sigaction(SIGUSR1, &old, nullptr) == 0);
+        CHECK(g_signals.load() >= 2);
+        CHECK_FALSE(sent);
+        CHECK(waited >= max_wait / 2);
+        CHECK(logger.dropped_pending() == 1);
+
+        REQUIRE(::kill(log.pid(), SIGCONT) == 0);
+        CHECK(smtp::stop_and_wait(log) == std::error_code{});
+        CHECK(no_children());
     }
 }
