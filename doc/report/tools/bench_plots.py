@@ -363,10 +363,22 @@ def relay_tls(data, fig, gen):
     put_values(gen, tls_rounds=max(len(r) for r in by.values()),
                tls_messages="/".join(sorted({r["messages"] for r in rows})),
                tls_none=fmt(stats["none"][0]), tls_encrypt=fmt(stats["encrypt"][0]),
-               tls_comparison=("a cost of %.0f %%" % cost) if cost >= 0 else
-               ("%.0f %% faster than plaintext: within this run's noise, TLS cost nothing measurable" % -cost),
+               tls_comparison=tls_comparison(cost, stats["none"], stats["encrypt"]),
                tls_not_ok=sum(1 for r in rows if r["status"] != "OK"))
     return env
+
+
+def tls_comparison(cost, none, encrypt):
+    """The medians' difference in words; ranges that overlap make it noise."""
+    overlap = none[1] <= encrypt[2] and encrypt[1] <= none[2]
+    if cost < 0:
+        text = "%.0f\u00a0%% faster than plaintext" % -cost
+    else:
+        text = "a cost of %.0f\u00a0%%" % cost
+    if overlap:
+        text += (", but the two min..max ranges overlap, so this run cannot tell TLS's cost "
+                 "from the noise between rounds")
+    return text
 
 
 # ---------------------------------------------------------------- the runs
