@@ -27,7 +27,7 @@ import sys
 from collections import OrderedDict
 
 import matplotlib
-from mdtable import table
+from mdtable import put_values, table, write
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -81,17 +81,6 @@ def read_env(path):
     if "date_utc" not in env:
         fail("%s has no date_utc line" % path)
     return env
-
-
-def put_values(gen, **values):
-    with open(os.path.join(gen, "values.tsv"), "a", encoding="utf-8") as f:
-        for k, v in values.items():
-            f.write("%s\t%s\n" % (k, v))
-
-
-def write(gen, name, lines):
-    with open(os.path.join(gen, name), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
 
 
 def med_range(values):

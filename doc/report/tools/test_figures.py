@@ -25,22 +25,11 @@ import subprocess
 import sys
 from collections import OrderedDict
 
-from mdtable import table
+from mdtable import put_values, table, write
 
 
 def fail(msg):
     sys.exit("test_figures.py: " + msg)
-
-
-def put_values(gen, **values):
-    with open(os.path.join(gen, "values.tsv"), "a", encoding="utf-8") as f:
-        for k, v in values.items():
-            f.write("%s\t%s\n" % (k, v))
-
-
-def write(gen, name, lines):
-    with open(os.path.join(gen, name), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
 
 
 def thousands(n):
