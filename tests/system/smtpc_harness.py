@@ -246,15 +246,7 @@ class Smtpc:
 
     def wait_log(self, pattern, timeout=20.0, count=1):
         """Waits until `count` log lines match the regex; returns the matches."""
-        rx = re.compile(pattern)
-
-        def found():
-            ms = [m for m in (rx.search(l) for l in self.log().splitlines()) if m]
-            return ms if len(ms) >= count else None
-        try:
-            return wait_for(found, timeout, "smtpc log line /%s/ (x%d)" % (pattern, count))
-        except AssertionError as e:
-            raise AssertionError("%s; log: %s" % (e, self.log()[-4000:]))
+        return h.wait_log_lines(self.log, pattern, timeout, count, "smtpc log")
 
     def rss_kb(self):
         """smtpc's resident set size (VmRSS) in KiB."""
@@ -408,10 +400,10 @@ _counter = itertools.count(1)
 
 def wait_queue_empty(d, timeout=30.0, c=None, orphans=0):
     """Waits until the queue has no envelope and no content file left. `orphans`:
-    how many content files without an envelope may stay. A kill -9 between a
-    removal's two unlinks leaves one (the envelope goes first, so no envelope ever
-    lacks its content), and recover() at start spares content younger than its
-    grace, which a concurrent smtpd may be committing."""
+    how many content files without an envelope may stay. A kill -9 during a removal
+    leaves the contents of the messages whose envelopes are already gone (envelopes
+    go first, so no envelope ever lacks its content), and recover() at start spares
+    content younger than its grace, which a concurrent smtpd may be committing."""
     def empty():
         return not d.queue_ids() and len(os.listdir(os.path.join(d.queue, "content"))) <= orphans
     try:

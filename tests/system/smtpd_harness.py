@@ -101,6 +101,20 @@ def wait_for(predicate, timeout, what, interval=0.02):
         interval = min(interval * 1.5, 0.2)
 
 
+def wait_log_lines(read_log, pattern, timeout, count=1, name="log"):
+    """Waits until `count` lines of read_log() match the regex; returns the matches.
+    On timeout the assertion carries the log's tail."""
+    rx = re.compile(pattern)
+
+    def found():
+        ms = [m for m in (rx.search(line) for line in read_log().splitlines()) if m]
+        return ms if len(ms) >= count else None
+    try:
+        return wait_for(found, timeout, "%s line /%s/ (x%d)" % (name, pattern, count))
+    except AssertionError as e:
+        raise AssertionError("%s; log: %s" % (e, read_log()[-4000:]))
+
+
 def note(text):
     """A line for the test log that is neither a pass nor a failure."""
     print("NOTE: " + text, flush=True)
@@ -850,15 +864,7 @@ class Smtpd:
 
     def wait_log(self, pattern, timeout=10.0, count=1):
         """Waits until `count` log lines match the regex; returns the matches."""
-        rx = re.compile(pattern)
-
-        def found():
-            ms = [m for m in (rx.search(l) for l in self.log().splitlines()) if m]
-            return ms if len(ms) >= count else None
-        try:
-            return wait_for(found, timeout, "log line /%s/" % pattern)
-        except AssertionError as e:
-            raise AssertionError("%s; log: %s" % (e, self.log()[-3000:]))
+        return wait_log_lines(self.log, pattern, timeout, count)
 
     def log_process_pid(self):
         """The pid of the log process: the pid in its own "log process started" line."""
